@@ -1,0 +1,68 @@
+"""Evaluator: perplexity and per-decoder samples of the trained mini-GPT."""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.evaluator import executor
+
+
+class EvaluatorSpec(ComponentSpec):
+    PARAMETERS = {
+        executor.EVAL_CONFIG_KEY: ExecutionParameter(type=str),
+        executor.MLFLOW_CONFIG_KEY: ExecutionParameter(type=str),
+        executor.PARAMS_KEY: ExecutionParameter(type=str),
+    }
+    INPUTS = {
+        executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+    }
+    OUTPUTS = {executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation)}
+
+
+class Evaluator(base_component.BaseComponent):
+    """Computes token-weighted perplexity and samples text with every configured decoder.
+
+    Logs both to the pipeline run's MLflow run and ends that run FINISHED.
+    """
+
+    SPEC_CLASS = EvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        model: types.BaseChannel,
+        eval_config: Dict[str, Any],
+        mlflow_config: Dict[str, Any],
+        params: Dict[str, Any],
+    ):
+        """Builds the component.
+
+        Args:
+          examples: Examples with an `eval` split.
+          model: the Trainer's Model.
+          eval_config: num_tokens_to_generate, batch_size, max_batches, decoders
+            (name -> sampler parameters) and seed.
+          mlflow_config: tracking_uri and experiment_name.
+          params: flat dict of settings to record as MLflow params.
+
+        Raises:
+          ValueError: if no decoder is configured.
+        """
+        if not eval_config.get("decoders"):
+            raise ValueError("eval_config must name at least one decoder.")
+        spec = EvaluatorSpec(
+            examples=examples,
+            model=model,
+            eval_config=json.dumps(eval_config, sort_keys=True),
+            mlflow_config=json.dumps(mlflow_config, sort_keys=True),
+            params=json.dumps(params, sort_keys=True, default=str),
+            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+        )
+        super().__init__(spec=spec)

@@ -1,0 +1,110 @@
+"""Evaluator executor: perplexity on the eval split and a sample from every decoder."""
+from __future__ import annotations
+
+import logging
+import json
+import os
+import time
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from components import model_bundle
+from components.lm_data import lm_dataset
+from components.minigpt.decoding import Generator, make_sampler
+from components.minigpt.perplexity import token_weighted_perplexity
+from components.minigpt.tokenizer import TextCodec
+from components.tracking import TRAINED_IN_RUN_TAG, PipelineRun
+
+logger = logging.getLogger(__name__)
+
+EXAMPLES_KEY = "examples"
+MODEL_KEY = "model"
+EVALUATION_KEY = "evaluation"
+EVAL_CONFIG_KEY = "eval_config"
+MLFLOW_CONFIG_KEY = "mlflow_config"
+PARAMS_KEY = "params"
+RESULT_FILE = "evaluation.json"
+SPLIT = "eval"
+
+
+class Executor(base_executor.BaseExecutor):
+    """Loads the trained bundle, scores it, samples with each decoder, logs to MLflow."""
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        """Writes `evaluation.json` and one `samples/<decoder>.txt` per decoder.
+
+        Args:
+          input_dict: `examples` (with an `eval` split) and `model` (from the Trainer).
+          output_dict: `evaluation`: a ModelEvaluation artifact.
+          exec_properties: `eval_config` (JSON: num_tokens_to_generate, batch_size,
+            max_batches, decoders, seed), `mlflow_config` (JSON: tracking_uri,
+            experiment_name) and `params` (JSON: flat dict logged as MLflow params).
+        """
+        eval_cfg = json.loads(exec_properties[EVAL_CONFIG_KEY])
+        mlflow_cfg = json.loads(exec_properties[MLFLOW_CONFIG_KEY])
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        model_artifact = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+
+        model, manifest, vocab = model_bundle.load(path_utils.serving_model_path(model_artifact.uri))
+        codec = TextCodec(vocab, manifest.model.seq_len, manifest.lowercase)
+        run = PipelineRun.for_pipeline_run(
+            mlflow_cfg["tracking_uri"],
+            mlflow_cfg["experiment_name"],
+            self._context.pipeline_info.id,
+            self._context.pipeline_run_id,
+        )
+        with run.failed_on_error():
+            if run.run_id != manifest.mlflow_run_id:
+                _link_to_training_run(run, manifest.mlflow_run_id)
+            run.log_params(json.loads(exec_properties[PARAMS_KEY]))
+            pattern = os.path.join(artifact_utils.get_split_uri([examples], SPLIT), "*")
+            batches = lm_dataset([pattern], codec, eval_cfg["batch_size"], SPLIT)
+            perplexity, num_tokens = token_weighted_perplexity(model, batches, eval_cfg["max_batches"])
+            logger.info("Eval perplexity %.3f over %d tokens.", perplexity, num_tokens)
+            run.log_metrics({"eval_perplexity": perplexity, "eval_tokens": num_tokens}, step=0)
+
+            samples = _sample_every_decoder(model, codec, eval_cfg, run)
+            result = {
+                "perplexity": perplexity,
+                "num_tokens": num_tokens,
+                "samples": samples,
+                "mlflow_run_id": run.run_id,
+                "trained_in_mlflow_run": manifest.mlflow_run_id,
+            }
+            with fileio.open(os.path.join(evaluation.uri, RESULT_FILE), "w") as f:
+                f.write(json.dumps(result, indent=2))
+            evaluation.set_float_custom_property("perplexity", perplexity)
+            evaluation.set_string_custom_property("mlflow_run_id", run.run_id)
+        run.finish()
+
+
+def _sample_every_decoder(model, codec: TextCodec, eval_cfg: Dict[str, Any], run: PipelineRun) -> Dict[str, str]:
+    generator = Generator(model, codec.bos_id, eval_cfg["num_tokens_to_generate"])
+    samples = {}
+    for name, params in eval_cfg["decoders"].items():
+        start = time.time()
+        ids = generator.generate(make_sampler(name, params, eval_cfg["seed"]))
+        seconds = time.time() - start
+        samples[name] = codec.detokenize(ids)[0]
+        logger.info("%s (%.1fs): %s", name, seconds, samples[name])
+        run.log_text(samples[name] + "\n", f"samples/{name}.txt")
+        run.log_metrics({f"decode_tokens_per_second.{name}": eval_cfg["num_tokens_to_generate"] / seconds}, step=0)
+    return samples
+
+
+def _link_to_training_run(run: PipelineRun, training_run_id: str) -> None:
+    """The Trainer was served from TFX's cache: point at (and copy params from) its run."""
+    run.set_tag(TRAINED_IN_RUN_TAG, training_run_id)
+    training = run.client.get_run(training_run_id)
+    run.log_params(training.data.params)

@@ -1,0 +1,61 @@
+"""The reference mini-GPT: TokenAndPositionEmbedding -> N x TransformerDecoder -> Dense.
+
+With a 5000-token vocabulary and the reference sizes it has 3,387,266 parameters, the
+figure in the keras.io example.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import keras_hub
+
+PAD_ID = 0  # [PAD] is always token 0: WordPieceTokenizer and the mask rely on it.
+LOGITS_LAYER = "logits"
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+    # Learned vocabulary size (a small corpus may yield fewer than the 5000 asked for).
+    vocabulary_size: int = 5000
+    # Longest sequence the position embedding knows; also the training window.
+    seq_len: int = 128
+    embed_dim: int = 256
+    # Hidden size of each decoder's feed-forward block.
+    ff_dim: int = 256
+    num_heads: int = 3
+    num_layers: int = 2
+
+
+def build_model(cfg: GPTConfig) -> keras.Model:
+    """The reference functional model: int token ids (B, T) -> logits (B, T, V)."""
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    x = keras_hub.layers.TokenAndPositionEmbedding(
+        vocabulary_size=cfg.vocabulary_size,
+        sequence_length=cfg.seq_len,
+        embedding_dim=cfg.embed_dim,
+        mask_zero=True,
+        name="embedding",
+    )(token_ids)  # (B, T, D)
+    for i in range(cfg.num_layers):
+        # One argument only: causal self-attention, no cross-attention.
+        x = keras_hub.layers.TransformerDecoder(
+            num_heads=cfg.num_heads, intermediate_dim=cfg.ff_dim, name=f"decoder_{i}"
+        )(x)  # (B, T, D)
+    logits = keras.layers.Dense(cfg.vocabulary_size, name=LOGITS_LAYER)(x)  # (B, T, V)
+    return keras.Model(token_ids, logits, name="minigpt")
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    """Adam + cross-entropy from logits, with perplexity that ignores [PAD] (the reference)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=PAD_ID)],
+    )
+
+
+def with_hidden_states(model: keras.Model) -> keras.Model:
+    """The same network returning (logits, last hidden states); contrastive search needs both."""
+    logits_layer = model.get_layer(LOGITS_LAYER)
+    return keras.Model(model.input, [logits_layer.output, logits_layer.input])

@@ -1,0 +1,48 @@
+"""The trained-model directory: serving SavedModel + `.keras` model + vocab + manifest.
+
+The Trainer writes it into TFX's `serving_model_dir`; the Evaluator (and later a
+serving or decoding benchmark) rebuilds everything from it without guessing settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import List, Tuple
+
+import keras
+
+from components.minigpt.model import GPTConfig
+from components.minigpt.tokenizer import read_vocabulary
+
+KERAS_MODEL_FILE = "minigpt.keras"
+VOCAB_FILE = "vocab.txt"
+MANIFEST_FILE = "minigpt_manifest.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    model: GPTConfig
+    lowercase: bool
+    # The MLflow run that trained this model (a cached rerun points back at it).
+    mlflow_run_id: str
+    pipeline_run_id: str
+
+
+def export(serving_model_dir: str, model: keras.Model, manifest: Manifest, vocab_path: str) -> None:
+    """Writes the SavedModel for serving, then the files the Evaluator loads."""
+    model.export(serving_model_dir, format="tf_saved_model")
+    model.save(os.path.join(serving_model_dir, KERAS_MODEL_FILE))
+    shutil.copy(vocab_path, os.path.join(serving_model_dir, VOCAB_FILE))
+    with open(os.path.join(serving_model_dir, MANIFEST_FILE), "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(manifest), f, indent=2, sort_keys=True)
+
+
+def load(serving_model_dir: str) -> Tuple[keras.Model, Manifest, List[str]]:
+    """(model, manifest, vocabulary) from a directory written by `export`."""
+    with open(os.path.join(serving_model_dir, MANIFEST_FILE), encoding="utf-8") as f:
+        raw = json.load(f)
+    manifest = Manifest(**{**raw, "model": GPTConfig(**raw["model"])})
+    model = keras.saving.load_model(os.path.join(serving_model_dir, KERAS_MODEL_FILE), compile=False)
+    return model, manifest, read_vocabulary(os.path.join(serving_model_dir, VOCAB_FILE))

@@ -1,0 +1,74 @@
+"""TextExampleGen: a FileBasedExampleGen over one-paragraph-per-line text files."""
+from __future__ import annotations
+
+from tfx import types
+from tfx.components.example_gen import driver, utils
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+
+from components.text_example_gen import executor
+from components.text_example_gen.executor import MIN_LENGTH_KEY
+
+
+class TextExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    """FileBasedExampleGen's spec plus the line-length filter."""
+
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        MIN_LENGTH_KEY: ExecutionParameter(type=int),
+    }
+
+
+class TextExampleGen(base_component.BaseComponent):
+    """Reads `train`/`eval` text files into gzip TFRecords of tf.train.Example{text}.
+
+    The file-based driver fingerprints the input files, so a changed corpus invalidates
+    the cache and an unchanged one is reused.
+    """
+
+    SPEC_CLASS = TextExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+    DRIVER_CLASS = driver.FileBasedDriver
+
+    def __init__(
+        self,
+        input_base: str,
+        train_pattern: str,
+        eval_pattern: str,
+        min_training_seq_len: int,
+    ):
+        """Builds the component.
+
+        Args:
+          input_base: directory (local or gs://) holding the split files.
+          train_pattern: file name or glob of the training split, relative to input_base.
+          eval_pattern: file name or glob of the evaluation split.
+          min_training_seq_len: int, keep lines strictly longer than this many bytes.
+
+        Raises:
+          ValueError: on a negative length or an empty pattern.
+        """
+        if min_training_seq_len < 0:
+            raise ValueError(f"min_training_seq_len must be >= 0, got {min_training_seq_len}.")
+        if not train_pattern or not eval_pattern:
+            raise ValueError("train_pattern and eval_pattern must both be set.")
+        input_config = example_gen_pb2.Input(
+            splits=[
+                example_gen_pb2.Input.Split(name="train", pattern=train_pattern),
+                example_gen_pb2.Input.Split(name="eval", pattern=eval_pattern),
+            ]
+        )
+        spec = TextExampleGenSpec(
+            input_base=input_base,
+            input_config=input_config,
+            output_config=utils.make_default_output_config(input_config),
+            custom_config=None,
+            range_config=None,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            min_training_seq_len=min_training_seq_len,
+            examples=types.Channel(type=standard_artifacts.Examples),
+        )
+        super().__init__(spec=spec)

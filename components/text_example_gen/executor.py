@@ -1,0 +1,161 @@
+"""TextExampleGen executor: text lines -> length filter -> tf.train.Example{text}.
+
+Only the source-reading step is custom (as in TFX's CSV and Presto ExampleGens); split
+handling, fingerprints and the gzip TFRecord writing are inherited from
+`BaseExampleGenExecutor`. The executor also counts what it read, kept and dropped (Beam
+counters), records the counts on the Examples artifact and refuses to publish a split
+that has nothing to train on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Iterable, List
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.metrics.metric import MetricsFilter
+from tfx import types
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.errors import InputDataError
+
+logger = logging.getLogger(__name__)
+
+TEXT_FEATURE = "text"
+MIN_LENGTH_KEY = "min_training_seq_len"
+METRICS_NAMESPACE = "TextExampleGen"
+# Above this share of undecodable lines a file is taken to be in the wrong encoding.
+MAX_UNDECODABLE_FRACTION = 0.01
+COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_not_utf8")
+
+
+def counter_name(split_pattern: str, counter: str) -> str:
+    return f"{split_pattern}:{counter}"
+
+
+def text_to_example(text: bytes) -> tf.train.Example:
+    """One line of UTF-8 text as a tf.train.Example with a single bytes feature."""
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={TEXT_FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))}
+        )
+    )
+
+
+class _FilterLines(beam.DoFn):
+    """Keeps lines longer than `min_length` bytes that decode as UTF-8, counting each fate."""
+
+    def __init__(self, min_length: int, split_pattern: str):
+        self._min_length = min_length
+        self._counters = {
+            name: beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter_name(split_pattern, name))
+            for name in COUNTERS
+        }
+
+    def process(self, line: bytes) -> Iterable[bytes]:
+        self._counters["lines_read"].inc()
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            self._counters["lines_not_utf8"].inc()
+            return
+        # Length in bytes, as the reference's tf.strings.length(x) > MIN_TRAINING_SEQ_LEN.
+        if len(line) <= self._min_length:
+            self._counters["lines_too_short"].inc()
+            return
+        self._counters["lines_kept"].inc()
+        yield line
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _TextToExample(  # pylint: disable=invalid-name
+    pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
+    """Reads the text files matching `split_pattern` under input_base as Examples."""
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    min_length = int(exec_properties[MIN_LENGTH_KEY])
+    file_pattern = os.path.join(input_base, split_pattern)
+    logger.info("Reading %s (keeping lines longer than %d bytes).", file_pattern, min_length)
+    return (
+        pipeline
+        # Bytes, not str: a stray non-UTF-8 line is counted and skipped, not a crash.
+        | "ReadLines" >> beam.io.ReadFromText(file_pattern, coder=beam.coders.BytesCoder())
+        | "FilterLines" >> beam.ParDo(_FilterLines(min_length, split_pattern))
+        | "ToExample" >> beam.Map(text_to_example)
+    )
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Generic ExampleGen over text files, with line accounting and empty-split checks."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return _TextToExample
+
+    def _make_beam_pipeline(self) -> beam.Pipeline:
+        # Keep the pipeline: after `with pipeline:` exits, `.result` holds its counters.
+        self._beam_pipeline = super()._make_beam_pipeline()
+        return self._beam_pipeline
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        """Writes Split-<name> shards and records per-split line counts.
+
+        Args:
+          input_dict: unused (ExampleGen reads `input_base`).
+          output_dict: `examples`: the Examples artifact to write.
+          exec_properties: `input_base` (corpus directory), `input_config` (split name ->
+            file pattern), `output_config` and `min_training_seq_len`.
+
+        Raises:
+          InputDataError: a split kept no line, or a file is mostly not UTF-8.
+        """
+        super().Do(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        counts = _query_counters(self._beam_pipeline.result)
+        try:
+            for split in input_config.splits:
+                split_counts = {name: counts.get(counter_name(split.pattern, name), 0) for name in COUNTERS}
+                path = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split.pattern)
+                _check_split(split.name, path, split_counts)
+                for name, value in split_counts.items():
+                    examples.set_int_custom_property(f"{split.name}_{name}", value)
+                logger.info("Split %s (%s): %s", split.name, path, split_counts)
+        except InputDataError:
+            # Leave nothing behind that looks like a complete Examples artifact.
+            fileio.rmtree(examples.uri)
+            raise
+
+
+def _query_counters(result: beam.runners.runner.PipelineResult) -> Dict[str, int]:
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    return {c.key.metric.name: c.committed for c in query["counters"]}
+
+
+def _check_split(split: str, path: str, counts: Dict[str, int]) -> None:
+    read, bad = counts["lines_read"], counts["lines_not_utf8"]
+    if read and bad > MAX_UNDECODABLE_FRACTION * read:
+        raise InputDataError(
+            f"{path}: {bad} of {read} lines are not valid UTF-8; "
+            "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+        )
+    if bad:
+        logger.warning("%s: skipped %d lines that are not valid UTF-8.", path, bad)
+    if counts["lines_kept"] == 0:
+        raise InputDataError(
+            f"{path}: no line of the {split} split is longer than data.min_training_seq_len "
+            f"({read} lines read); lower data.min_training_seq_len or use a corpus with "
+            "one paragraph per line."
+        )

@@ -1,0 +1,113 @@
+"""One MLflow run per pipeline run, shared by every component that logs to it.
+
+Components may run in different processes or containers, and a run id passed as a
+component parameter would change every run and defeat TFX's cache. So each executor
+finds the run by a tag holding TFX's pipeline run id (the same in every component of
+one pipeline run) and creates it if it is the first to log.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator, Mapping, Optional
+from urllib.parse import urlparse
+
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+PIPELINE_RUN_ID_TAG = "tfx.pipeline_run_id"
+PIPELINE_NAME_TAG = "tfx.pipeline_name"
+# Where the MLflow run whose outputs a cached component reused was logged.
+TRAINED_IN_RUN_TAG = "minigpt.trained_in_run"
+ARTIFACT_DIR = "mlartifacts"
+
+
+def default_artifact_location(tracking_uri: str) -> Optional[str]:
+    """For a local SQLite store, keep artifacts beside the database, not in ./mlruns."""
+    if tracking_uri.startswith("sqlite:///"):
+        db_path = tracking_uri[len("sqlite:///"):]
+        return "file://" + os.path.join(os.path.dirname(os.path.abspath(db_path)), ARTIFACT_DIR)
+    return None
+
+
+class PipelineRun:
+    """The MLflow run of one pipeline run, logged to through an explicit client.
+
+    No fluent `mlflow.start_run` state: a component logs to the run without taking
+    ownership of it, and only the last component (or a failure) ends it.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    @classmethod
+    def for_pipeline_run(
+        cls, tracking_uri: str, experiment_name: str, pipeline_name: str, pipeline_run_id: str
+    ) -> "PipelineRun":
+        """Finds the run tagged with `pipeline_run_id`, or creates it."""
+        client = MlflowClient(tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(experiment_name, default_artifact_location(tracking_uri))
+        )
+        found = find_run(client, experiment_id, pipeline_run_id)
+        if found:
+            return cls(client, found)
+        run = client.create_run(
+            experiment_id,
+            run_name=f"{pipeline_name}-{pipeline_run_id}",
+            tags={PIPELINE_RUN_ID_TAG: pipeline_run_id, PIPELINE_NAME_TAG: pipeline_name},
+        )
+        return cls(client, run.info.run_id)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        import time  # pylint: disable=import-outside-toplevel
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+        )
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
+        if os.path.isdir(local_path):
+            self.client.log_artifacts(self.run_id, local_path, artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, local_path, artifact_path)
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.run_id, key, value)
+
+    def finish(self) -> None:
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def fail(self) -> None:
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+
+    @contextlib.contextmanager
+    def failed_on_error(self) -> Iterator["PipelineRun"]:
+        """Ends the run FAILED if the body raises (interrupts included), then re-raises."""
+        try:
+            yield self
+        except BaseException:
+            self.fail()
+            raise
+
+
+def find_run(client: MlflowClient, experiment_id: str, pipeline_run_id: str) -> Optional[str]:
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PIPELINE_RUN_ID_TAG}` = '{pipeline_run_id}'", max_results=1
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def is_local_path(uri: str) -> bool:
+    return urlparse(uri).scheme in ("", "file")

@@ -1,0 +1,35 @@
+"""Trainer executor: TFX's GenericExecutor, plus the vocabulary and the pipeline run id.
+
+The stock `FnArgs` has no slot for a vocabulary artifact or for the pipeline run id
+(which MLflow needs to find this pipeline run's MLflow run), so both are added to
+`custom_config` here, where they do not become part of the cache key.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.components.trainer import executor as trainer_executor
+from tfx.components.trainer import fn_args_utils
+from tfx.types import artifact_utils
+
+from components.trainer import keys
+from components.artifact_types import Vocabulary
+
+VOCABULARY_KEY = "vocabulary"
+
+
+class Executor(trainer_executor.GenericExecutor):
+    def _GetFnArgs(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> fn_args_utils.FnArgs:
+        fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
+        vocab_dir = artifact_utils.get_single_uri(input_dict[VOCABULARY_KEY])
+        fn_args.custom_config[keys.VOCABULARY_PATH] = os.path.join(vocab_dir, Vocabulary.FILE_NAME)
+        fn_args.custom_config[keys.PIPELINE_RUN_ID] = self._context.pipeline_run_id
+        fn_args.custom_config[keys.PIPELINE_NAME] = self._context.pipeline_info.id
+        return fn_args

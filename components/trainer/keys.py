@@ -1,0 +1,15 @@
+"""Keys of the Trainer's `custom_config`, shared by the pipeline, executor and module file."""
+
+# Set by pipeline/pipeline.py from the config.
+MODEL = "model"  # dict: GPTConfig fields except vocabulary_size
+TRAIN = "train"  # dict: TrainConfig fields
+LOWERCASE = "lowercase"
+NUM_TOKENS_TO_GENERATE = "num_tokens_to_generate"
+MLFLOW = "mlflow"  # dict: tracking_uri, experiment_name
+PARAMS = "params"  # flat dict logged as MLflow params
+CHECKPOINT_ROOT = "checkpoint_root"
+
+# Added at run time by the Trainer executor.
+VOCABULARY_PATH = "vocabulary_path"
+PIPELINE_RUN_ID = "pipeline_run_id"
+PIPELINE_NAME = "pipeline_name"

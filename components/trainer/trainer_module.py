@@ -1,0 +1,120 @@
+"""Trainer module file: fits the mini-GPT on the Examples and exports it.
+
+TFX's Trainer calls `run_fn`. Settings come from `fn_args.custom_config` (built by
+`pipeline/pipeline.py`), never from module constants, so one module serves every config.
+tf.data and the SavedModel export are the only TensorFlow-specific parts; the model
+itself is `components.minigpt`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any, Dict, List
+
+import keras
+import tensorflow as tf
+import logging
+from tfx import v1 as tfx
+
+from components.minigpt.decoding import Generator, make_sampler
+from components.minigpt.model import GPTConfig, build_model, compile_model
+from components.minigpt.tokenizer import TextCodec, read_vocabulary
+from components.lm_data import lm_dataset
+from components import model_bundle
+from components.tracking import PipelineRun
+from components.trainer import keys
+
+# TFX imports this file under a generated module name; log under a stable one.
+logger = logging.getLogger("components.trainer.trainer_module")
+
+
+
+class MlflowEpochLogger(keras.callbacks.Callback):
+    """Logs per-epoch metrics and a top-k text sample to the pipeline's MLflow run."""
+
+    def __init__(self, run: PipelineRun, codec: TextCodec, num_tokens: int, k: int, seed: int):
+        super().__init__()
+        self._run = run
+        self._codec = codec
+        self._num_tokens = num_tokens
+        self._sampler = make_sampler("top_k", {"k": k}, seed)
+        self._epoch_start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Dict[str, float] = None) -> None:
+        self._epoch_start = time.time()
+
+    def on_epoch_end(self, epoch: int, logs: Dict[str, float] = None) -> None:
+        step = epoch + 1
+        metrics = {name: value for name, value in (logs or {}).items()}
+        metrics["epoch_seconds"] = time.time() - self._epoch_start
+        self._run.log_metrics(metrics, step=step)
+        generator = Generator(self.model, self._codec.bos_id, self._num_tokens)
+        text = self._codec.detokenize(generator.generate(self._sampler))[0]
+        logger.info("Epoch %d top-k sample: %s", step, text)
+        print(f"\nEpoch {step} top-k sample: {text}\n", flush=True)
+        self._run.log_text(text + "\n", f"samples/epoch_{step:03d}.txt")
+
+
+def _checkpoint_dir(cfg: Dict[str, Any], fn_args: tfx.components.FnArgs) -> str:
+    """Stable across retries of the same training job, distinct for any other job.
+
+    TFX gives every execution a fresh output directory, so a killed run's backups must
+    live outside it to be found by the retry.
+    """
+    identity = json.dumps(
+        [cfg[keys.MODEL], cfg[keys.TRAIN], cfg[keys.VOCABULARY_PATH], sorted(fn_args.train_files)], sort_keys=True
+    )
+    return os.path.join(cfg[keys.CHECKPOINT_ROOT], hashlib.sha1(identity.encode()).hexdigest()[:16])
+
+
+# TFX Trainer will call this function.
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains the reference mini-GPT and exports it to `fn_args.serving_model_dir`."""
+    cfg = fn_args.custom_config
+    train_cfg, model_cfg = cfg[keys.TRAIN], cfg[keys.MODEL]
+    vocab = read_vocabulary(cfg[keys.VOCABULARY_PATH])
+    gpt = GPTConfig(vocabulary_size=len(vocab), **model_cfg)
+    codec = TextCodec(vocab, gpt.seq_len, lowercase=cfg[keys.LOWERCASE])
+    keras.utils.set_random_seed(train_cfg["seed"])
+    train_ds = lm_dataset(
+        fn_args.train_files, codec, train_cfg["batch_size"], "train", train_cfg["shuffle_buffer"], train_cfg["seed"]
+    )
+    eval_ds = lm_dataset(fn_args.eval_files, codec, train_cfg["batch_size"], "eval")
+    if train_cfg["steps_per_epoch"]:
+        train_ds = train_ds.repeat()
+
+    mlflow_cfg = cfg[keys.MLFLOW]
+    run = PipelineRun.for_pipeline_run(
+        mlflow_cfg["tracking_uri"], mlflow_cfg["experiment_name"], cfg[keys.PIPELINE_NAME], cfg[keys.PIPELINE_RUN_ID]
+    )
+    with run.failed_on_error():
+        run.log_params({**cfg[keys.PARAMS], "model.vocabulary_size_learned": gpt.vocabulary_size})
+        model = build_model(gpt)
+        compile_model(model, train_cfg["learning_rate"])
+        model.summary(print_fn=logger.info)
+        run.log_metrics({"num_parameters": model.count_params()}, step=0)
+        model.fit(
+            train_ds,
+            validation_data=eval_ds,
+            epochs=train_cfg["epochs"],
+            steps_per_epoch=train_cfg["steps_per_epoch"],
+            validation_steps=train_cfg["validation_steps"],
+            callbacks=[
+                keras.callbacks.BackupAndRestore(_checkpoint_dir(cfg, fn_args)),
+                MlflowEpochLogger(
+                    run, codec, cfg[keys.NUM_TOKENS_TO_GENERATE], train_cfg["epoch_sample_k"], train_cfg["seed"]
+                ),
+            ],
+            verbose=2,
+        )
+        model_bundle.export(
+            fn_args.serving_model_dir,
+            model,
+            model_bundle.Manifest(gpt, cfg[keys.LOWERCASE], run.run_id, cfg[keys.PIPELINE_RUN_ID]),
+            cfg[keys.VOCABULARY_PATH],
+        )
+        run.log_artifact(cfg[keys.VOCABULARY_PATH], "vocabulary")
+        run.log_artifact(fn_args.serving_model_dir, "model")
+    logger.info("Trained model exported to %s (MLflow run %s).", fn_args.serving_model_dir, run.run_id)

@@ -1,0 +1,323 @@
+"""Typed, validated pipeline configuration loaded from `configs/*.yaml`.
+
+One frozen dataclass per section, a comment on every field, and a loader that rejects
+unknown keys and bad values *before* any pipeline work starts: a typo in a config file
+should cost a second, not a ten-minute run that trains on the wrong thing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+import yaml
+
+# Decoders the evaluator knows, with the parameters each accepts (keras_hub.samplers).
+DECODER_PARAMS = {
+    "greedy": set(),
+    "beam": {"num_beams"},
+    "random": set(),
+    "top_k": {"k"},
+    "top_p": {"p", "k"},
+    "contrastive": {"k", "alpha"},
+}
+EMBEDDED_CORPUS = "embedded"
+REQUIRED_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[BOS]")
+
+
+class ConfigError(ValueError):
+    """A config key holds a bad value; the message names the key and the problem."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"config error: {key}: {problem}")
+        self.key = key
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    # "embedded" (the corpus shipped in the package), a local directory, a gs:// directory,
+    # or an http(s)/file URL of a zip in SimpleBooks' layout (downloaded once, cached).
+    corpus: str = EMBEDDED_CORPUS
+    # Folder inside the extracted zip that holds the split files.
+    zip_subdir: str = "simplebooks-92-raw"
+    # Where downloaded zips are cached (keras.utils.get_file's cache_dir).
+    cache_dir: str = "~/.keras"
+    train_file: str = "train.txt"
+    eval_file: str = "valid.txt"
+    # Keep lines strictly longer than this many bytes (the reference's tf.strings.length).
+    min_training_seq_len: int = 450
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabConfig:
+    # Upper bound; a small corpus may yield fewer tokens and the model is sized to match.
+    vocabulary_size: int = 5000
+    lowercase: bool = True
+    # [PAD] must be id 0 (padding); [UNK] is the tokenizer's OOV token; [BOS] starts lines.
+    reserved_tokens: tuple = REQUIRED_RESERVED_TOKENS
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    seq_len: int = 128
+    embed_dim: int = 256
+    ff_dim: int = 256
+    num_heads: int = 3
+    num_layers: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    epochs: int = 6
+    # Cap on steps per epoch; null trains on the whole split every epoch.
+    steps_per_epoch: Optional[int] = None
+    # Cap on validation batches per epoch; null validates on the whole eval split.
+    validation_steps: Optional[int] = None
+    learning_rate: float = 0.001
+    shuffle_buffer: int = 256
+    # Top-k sample generated at the end of every epoch and logged to MLflow.
+    epoch_sample_k: int = 10
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    # Tokens generated after the [BOS] prompt by each decoder.
+    num_tokens_to_generate: int = 80
+    # Cap on eval batches for perplexity; null uses the whole eval split.
+    max_batches: Optional[int] = None
+    batch_size: int = 64
+    # Decoder name -> its keras_hub sampler parameters; every one is run and logged.
+    decoders: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=lambda: {
+            "greedy": {},
+            "beam": {"num_beams": 10},
+            "random": {},
+            "top_k": {"k": 10},
+            "top_p": {"p": 0.5},
+            "contrastive": {"k": 5, "alpha": 0.6},
+        }
+    )
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class MlflowConfig:
+    # null: $MLFLOW_TRACKING_URI if set, else a SQLite store under output_dir.
+    tracking_uri: Optional[str] = None
+    experiment_name: str = "minigpt"
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamConfig:
+    # 0 = one worker process per CPU core (DirectRunner multi_processing mode).
+    direct_num_workers: int = 0
+    # Extra Beam flags, e.g. for Dataflow: ["--runner=DataflowRunner", "--project=..."].
+    extra_args: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    pipeline_name: str = "minigpt"
+    # Pipeline root, MLMD store, serving model and the default MLflow store live here.
+    output_dir: str = "outputs"
+    data: DataConfig = DataConfig()
+    vocab: VocabConfig = VocabConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    beam: BeamConfig = BeamConfig()
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.output_dir, "serving_model")
+
+    def resolved_tracking_uri(self) -> str:
+        """Config value, else $MLFLOW_TRACKING_URI, else a SQLite file in output_dir."""
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return "sqlite:///" + os.path.abspath(os.path.join(self.output_dir, "mlflow.db"))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; the form MLflow params and --set overrides use."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and name != "eval.decoders":
+            flat.update(flatten(value, name + "."))
+        elif name == "eval.decoders":
+            for decoder, params in value.items():
+                flat[f"{name}.{decoder}"] = dict(params)
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Reads a YAML config, applies `key=value` overrides and validates the result.
+
+    Raises:
+      ConfigError: naming the first bad key, for unknown keys, wrong types and bad values.
+    """
+    raw: dict = {}
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError("--config", f"file {path!r} does not exist")
+        with open(path, encoding="utf-8") as f:
+            try:
+                raw = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(path, f"is not valid YAML ({e.__class__.__name__})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(path, "must hold a mapping of sections")
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(item, "overrides must look like section.key=value")
+        _set_path(raw, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    cfg = _build(PipelineConfig, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(dotted, f"{part!r} is a value, not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls, raw: Mapping[str, Any], prefix: str):
+    """Builds dataclass `cls` from `raw`, rejecting unknown keys and wrong types."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix.rstrip(".") or "<root>", "must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(prefix + str(key), f"unknown key (known: {', '.join(fields)})")
+    kwargs = {}
+    for name, field in fields.items():
+        if name not in raw:
+            continue
+        value, key = raw[name], prefix + name
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, key + ".")
+        else:
+            kwargs[name] = _coerce(key, value, default, field)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, default: Any, field: dataclasses.Field) -> Any:
+    optional = "Optional" in str(field.type)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(key, "must be set (null is not allowed here)")
+    if isinstance(default, bool) or field.type == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
+    elif isinstance(default, int) or "int" in str(field.type):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"must be a number, got {value!r}")
+        value = float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+    elif isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"must be a list of strings, got {value!r}")
+        value = tuple(value)
+    elif isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"must be a mapping, got {value!r}")
+    return value
+
+
+def _positive(key: str, value: Optional[float], allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(key, f"must be positive, got {value!r}")
+
+
+def validate(cfg: PipelineConfig) -> None:
+    """Checks values that types alone do not catch; raises ConfigError on the first."""
+    for section, names in {
+        "model": ("seq_len", "embed_dim", "ff_dim", "num_heads", "num_layers"),
+        "train": ("batch_size", "epochs", "learning_rate", "shuffle_buffer", "epoch_sample_k"),
+        "eval": ("num_tokens_to_generate", "batch_size"),
+    }.items():
+        for name in names:
+            _positive(f"{section}.{name}", getattr(getattr(cfg, section), name))
+    _positive("train.steps_per_epoch", cfg.train.steps_per_epoch, allow_none=True)
+    _positive("train.validation_steps", cfg.train.validation_steps, allow_none=True)
+    _positive("eval.max_batches", cfg.eval.max_batches, allow_none=True)
+    if cfg.data.min_training_seq_len < 0:
+        raise ConfigError("data.min_training_seq_len", f"must be >= 0, got {cfg.data.min_training_seq_len}")
+    if cfg.beam.direct_num_workers < 0:
+        raise ConfigError("beam.direct_num_workers", "must be >= 0 (0 = one per core)")
+    if cfg.model.embed_dim % cfg.model.num_heads:
+        raise ConfigError(
+            "model.num_heads",
+            f"embed_dim {cfg.model.embed_dim} must be divisible by num_heads {cfg.model.num_heads}",
+        )
+    reserved = cfg.vocab.reserved_tokens
+    if len(set(reserved)) != len(reserved) or reserved[:1] != ("[PAD]",):
+        raise ConfigError("vocab.reserved_tokens", f"must be distinct and start with [PAD], got {list(reserved)}")
+    missing = [t for t in REQUIRED_RESERVED_TOKENS if t not in reserved]
+    if missing:
+        raise ConfigError("vocab.reserved_tokens", f"must include {missing}")
+    if cfg.vocab.vocabulary_size <= len(reserved):
+        raise ConfigError(
+            "vocab.vocabulary_size",
+            f"must be larger than the {len(reserved)} reserved tokens, got {cfg.vocab.vocabulary_size}",
+        )
+    if cfg.eval.num_tokens_to_generate + 1 > cfg.model.seq_len:
+        raise ConfigError(
+            "eval.num_tokens_to_generate",
+            f"[BOS] + {cfg.eval.num_tokens_to_generate} tokens exceed model.seq_len {cfg.model.seq_len}",
+        )
+    if not cfg.eval.decoders:
+        raise ConfigError("eval.decoders", "must name at least one decoder")
+    for name, params in cfg.eval.decoders.items():
+        key = f"eval.decoders.{name}"
+        if name not in DECODER_PARAMS:
+            raise ConfigError(key, f"unknown decoder (known: {', '.join(DECODER_PARAMS)})")
+        if not isinstance(params, Mapping):
+            raise ConfigError(key, f"must map parameter names to values, got {params!r}")
+        unknown = set(params) - DECODER_PARAMS[name]
+        if unknown:
+            raise ConfigError(f"{key}.{sorted(unknown)[0]}", f"unknown parameter for {name}")
+        for pname, pvalue in params.items():
+            if isinstance(pvalue, bool) or not isinstance(pvalue, (int, float)) or pvalue <= 0:
+                raise ConfigError(f"{key}.{pname}", f"must be a positive number, got {pvalue!r}")
+        if "p" in params and params["p"] > 1:
+            raise ConfigError(f"{key}.p", f"must be in (0, 1], got {params['p']}")
+        if "alpha" in params and params["alpha"] > 1:
+            raise ConfigError(f"{key}.alpha", f"must be in (0, 1], got {params['alpha']}")
+    for field in ("train_file", "eval_file", "corpus"):
+        if not getattr(cfg.data, field):
+            raise ConfigError(f"data.{field}", "must not be empty")

@@ -1,0 +1,104 @@
+"""The TFX pipeline: TextExampleGen -> VocabGen -> Trainer -> Evaluator.
+
+`create_pipeline` is pure wiring; choosing a runner (local, Kubeflow/Vertex) is the
+runner module's business.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import List, Optional
+
+from tfx import v1 as tfx
+
+from components.evaluator.component import Evaluator
+from components.text_example_gen.component import TextExampleGen
+from components.trainer import keys
+from components.trainer.component import Trainer
+from components.vocab_gen.component import VocabGen
+from pipeline.config import PipelineConfig, flatten
+
+TRAINER_MODULE_FILE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components", "trainer", "trainer_module.py"
+)
+# Settings that shape the model, logged by the Trainer; the Evaluator logs its own.
+TRAINER_PARAM_SECTIONS = ("data", "vocab", "model", "train")
+
+
+def beam_pipeline_args(cfg: PipelineConfig) -> List[str]:
+    """DirectRunner in multi-processing mode unless the config names another runner."""
+    args = list(cfg.beam.extra_args)
+    if not any(a.startswith("--runner=") for a in args) or "--runner=DirectRunner" in args:
+        args += [
+            "--direct_running_mode=multi_processing",
+            f"--direct_num_workers={cfg.beam.direct_num_workers}",
+        ]
+    return args
+
+
+def _params(cfg: PipelineConfig, sections) -> dict:
+    flat = flatten(cfg.to_dict())
+    return {k: v for k, v in flat.items() if k.split(".")[0] in sections or "." not in k}
+
+
+def create_pipeline(
+    cfg: PipelineConfig, corpus_dir: str, metadata_connection_config: Optional[object] = None
+) -> tfx.dsl.Pipeline:
+    """Builds the pipeline.
+
+    Args:
+      cfg: a validated PipelineConfig.
+      corpus_dir: directory (local or gs://) holding cfg.data's split files.
+      metadata_connection_config: MLMD connection; None leaves it to the runner
+        (Kubeflow/Vertex provide their own).
+
+    Returns:
+      A tfx.dsl.Pipeline with caching enabled.
+    """
+    mlflow_cfg = {"tracking_uri": cfg.resolved_tracking_uri(), "experiment_name": cfg.mlflow.experiment_name}
+
+    # Text lines -> length filter -> gzip TFRecords of tf.Example{text} (train / eval).
+    example_gen = TextExampleGen(
+        input_base=corpus_dir,
+        train_pattern=cfg.data.train_file,
+        eval_pattern=cfg.data.eval_file,
+        min_training_seq_len=cfg.data.min_training_seq_len,
+    )
+    # WordPiece vocabulary learned from the train split (Beam counts, one learner).
+    vocab_gen = VocabGen(
+        examples=example_gen.outputs["examples"],
+        vocabulary_size=cfg.vocab.vocabulary_size,
+        reserved_tokens=cfg.vocab.reserved_tokens,
+        lowercase=cfg.vocab.lowercase,
+    )
+    # Fits the Keras mini-GPT; per-epoch metrics and samples go to MLflow.
+    trainer = Trainer(
+        examples=example_gen.outputs["examples"],
+        vocabulary=vocab_gen.outputs["vocabulary"],
+        module_file=TRAINER_MODULE_FILE,
+        custom_config={
+            keys.MODEL: dataclasses.asdict(cfg.model),
+            keys.TRAIN: dataclasses.asdict(cfg.train),
+            keys.LOWERCASE: cfg.vocab.lowercase,
+            keys.NUM_TOKENS_TO_GENERATE: cfg.eval.num_tokens_to_generate,
+            keys.MLFLOW: mlflow_cfg,
+            keys.PARAMS: _params(cfg, TRAINER_PARAM_SECTIONS),
+            keys.CHECKPOINT_ROOT: os.path.join(os.path.abspath(cfg.output_dir), "checkpoints"),
+        },
+    )
+    # Perplexity on the eval split and a sample from every decoder; ends the MLflow run.
+    evaluator = Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        eval_config=dataclasses.asdict(cfg.eval),
+        mlflow_config=mlflow_cfg,
+        params=_params(cfg, ("eval", "mlflow", "beam")),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.pipeline_name,
+        pipeline_root=os.path.abspath(cfg.pipeline_root),
+        components=[example_gen, vocab_gen, trainer, evaluator],
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args(cfg),
+    )

@@ -1,0 +1,62 @@
+"""What a pipeline run did, read back from its ML Metadata store.
+
+`run.py` prints this at the end of `make run`; the end-to-end test uses it to prove that
+a rerun on unchanged inputs was served from TFX's cache.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, Optional
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
+
+from components.evaluator.executor import RESULT_FILE
+
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+STATE_NAMES = {
+    metadata_store_pb2.Execution.NEW: "NEW",
+    metadata_store_pb2.Execution.RUNNING: "RUNNING",
+    metadata_store_pb2.Execution.COMPLETE: "COMPLETE",
+    metadata_store_pb2.Execution.FAILED: "FAILED",
+    metadata_store_pb2.Execution.CACHED: "CACHED",
+    metadata_store_pb2.Execution.CANCELED: "CANCELED",
+}
+
+
+@dataclasses.dataclass
+class RunSummary:
+    pipeline_run_id: str
+    # Component name (e.g. "Trainer") -> execution state ("COMPLETE", "CACHED", ...).
+    states: Dict[str, str]
+    # Artifact type name (e.g. "Model") -> URI of this run's output of that type.
+    outputs: Dict[str, str]
+    evaluation: Optional[dict]
+
+
+def latest_run(metadata_path: str) -> Optional[RunSummary]:
+    """The most recent pipeline run recorded in the SQLite MLMD store, or None."""
+    if not os.path.exists(metadata_path):
+        return None
+    with metadata.Metadata(metadata.sqlite_metadata_connection_config(metadata_path)) as m:
+        store = m.store
+        runs = store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
+        if not runs:
+            return None
+        run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+        executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+        types = {t.id: t.name for t in store.get_execution_types()}
+        states = {types[e.type_id].rsplit(".", 1)[-1]: STATE_NAMES.get(e.last_known_state, "?") for e in executions}
+        events = store.get_events_by_execution_ids([e.id for e in executions])
+        output_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+        artifact_types = {t.id: t.name for t in store.get_artifact_types()}
+        outputs = {artifact_types[a.type_id]: a.uri for a in store.get_artifacts_by_id(output_ids)}
+    evaluation = None
+    if "ModelEvaluation" in outputs:
+        path = os.path.join(outputs["ModelEvaluation"], RESULT_FILE)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                evaluation = json.load(f)
+    return RunSummary(run.name, states, outputs, evaluation)
