@@ -32,7 +32,7 @@ class Manifest:
 
 def export(serving_model_dir: str, model: keras.Model, manifest: Manifest, vocab_path: str) -> None:
     """Writes the SavedModel for serving, then the files the Evaluator loads."""
-    model.export(serving_model_dir, format="tf_saved_model")
+    model.export(serving_model_dir, format="tf_saved_model", verbose=False)
     model.save(os.path.join(serving_model_dir, KERAS_MODEL_FILE))
     shutil.copy(vocab_path, os.path.join(serving_model_dir, VOCAB_FILE))
     with open(os.path.join(serving_model_dir, MANIFEST_FILE), "w", encoding="utf-8") as f:

@@ -30,10 +30,11 @@ def download_and_extract(url: str, subdir: str, cache_dir: str) -> str:
     """
     import keras  # pylint: disable=import-outside-toplevel
 
+    cache_dir = os.path.expanduser(cache_dir)
+    # get_file silently falls back to /tmp/.keras when cache_dir does not exist yet.
+    os.makedirs(cache_dir, exist_ok=True)
     try:
-        extracted = keras.utils.get_file(
-            origin=url, extract=True, cache_dir=os.path.expanduser(cache_dir), cache_subdir="datasets"
-        )
+        extracted = keras.utils.get_file(origin=url, extract=True, cache_dir=cache_dir, cache_subdir="datasets")
     except Exception as e:  # urllib/zipfile raise many types; all mean "could not fetch"
         raise InputDataError(
             f"data.corpus: could not download or extract {url} ({e.__class__.__name__}: {e}); "
@@ -71,7 +72,13 @@ def resolve_corpus_dir(corpus: str, zip_subdir: str, cache_dir: str) -> str:
         return download_and_extract(corpus, zip_subdir, cache_dir)
     if urlparse(corpus).scheme:  # gs://, s3://, ...: read by Beam/TF filesystems
         return corpus
-    return os.path.abspath(os.path.expanduser(corpus))
+    path = os.path.abspath(os.path.expanduser(corpus))
+    if not os.path.isdir(path):
+        raise InputDataError(
+            f"data.corpus: {path} is not a directory; point it at a folder holding the split "
+            "files, or use 'embedded' or a zip URL."
+        )
+    return path
 
 
 def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:

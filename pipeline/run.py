@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 # Run as a script, Python puts pipeline/ first on sys.path, where pipeline/pipeline.py
 # would shadow the `pipeline` package; the repository root belongs there instead.
@@ -18,7 +19,7 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
     sys.path[0] = _REPO_ROOT
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from components.errors import InputDataError  # noqa: E402
+from components.errors import UserInputError  # noqa: E402
 from pipeline.config import ConfigError, PipelineConfig, load_config  # noqa: E402
 
 RUNNERS = ("DirectRunner",)
@@ -123,15 +124,19 @@ def configure_logging() -> None:
     absl_logger = logging.getLogger("absl")
     absl_logger.setLevel(logging.INFO)
     absl_logger.addFilter(_ComponentProgress())
+    # Keras warns on every call that keras_hub's attention sub-layers drop the padding
+    # mask; the decoder applies its own causal + padding mask, so the warning is noise.
+    warnings.filterwarnings("ignore", message=".*does not support masking.*")
+    warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match.*")
     # Beam's DirectRunner relays every worker's start-up warnings; they are not ours to fix.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
 
-def _root_input_error(error: BaseException):
-    """The InputDataError behind `error`, if any (Beam and TFX may wrap it)."""
+def _root_user_error(error: BaseException):
+    """The UserInputError behind `error`, if any (Beam and TFX may wrap it)."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, InputDataError):
+        if isinstance(error, UserInputError):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
@@ -149,10 +154,10 @@ def main(argv=None) -> int:
     try:
         run(cfg)
     except Exception as e:  # pylint: disable=broad-except
-        input_error = _root_input_error(e)
-        if input_error is None:
+        user_error = _root_user_error(e)
+        if user_error is None:
             raise
-        print(f"error: {input_error}", file=sys.stderr)
+        print(f"error: {user_error}", file=sys.stderr)
         return 1
     return 0
 

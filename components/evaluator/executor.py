@@ -14,6 +14,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import model_bundle
+from components.errors import ConfigValueError
 from components.lm_data import lm_dataset
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.perplexity import token_weighted_perplexity
@@ -65,6 +66,7 @@ class Executor(base_executor.BaseExecutor):
             self._context.pipeline_run_id,
         )
         with run.failed_on_error():
+            _check_decoder_params(eval_cfg["decoders"], manifest.model.vocabulary_size)
             if run.run_id != manifest.mlflow_run_id:
                 _link_to_training_run(run, manifest.mlflow_run_id)
             run.log_params(json.loads(exec_properties[PARAMS_KEY]))
@@ -87,6 +89,17 @@ class Executor(base_executor.BaseExecutor):
             evaluation.set_float_custom_property("perplexity", perplexity)
             evaluation.set_string_custom_property("mlflow_run_id", run.run_id)
         run.finish()
+
+
+def _check_decoder_params(decoders: Dict[str, Dict[str, Any]], vocabulary_size: int) -> None:
+    """Candidate counts must fit the learned vocabulary, known only now."""
+    for name, params in decoders.items():
+        for key in ("k", "num_beams"):
+            if params.get(key, 0) > vocabulary_size:
+                raise ConfigValueError(
+                    f"eval.decoders.{name}.{key}: {params[key]} exceeds the learned vocabulary "
+                    f"({vocabulary_size} tokens); lower it."
+                )
 
 
 def _sample_every_decoder(model, codec: TextCodec, eval_cfg: Dict[str, Any], run: PipelineRun) -> Dict[str, str]:

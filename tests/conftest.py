@@ -1,0 +1,27 @@
+"""Shared fixtures: the tiny corpus, a scratch output directory and tiny configs."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_CORPUS = os.path.join(REPO_ROOT, "tests", "data", "tiny_corpus")
+TINY_CONFIG = os.path.join(REPO_ROOT, "configs", "tiny.yaml")
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    """A writable copy of the tiny corpus (train.txt, valid.txt)."""
+    path = tmp_path / "corpus"
+    shutil.copytree(TINY_CORPUS, path)
+    return path
+
+
+def read_long_lines(path, min_len: int = 450):
+    """Lines longer than min_len bytes, as bytes, in file order (the reference's filter)."""
+    with open(path, "rb") as f:
+        return [line.rstrip(b"\n") for line in f if len(line.rstrip(b"\n")) > min_len]

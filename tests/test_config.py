@@ -1,0 +1,85 @@
+import os
+
+import pytest
+
+from pipeline.config import ConfigError, PipelineConfig, flatten, load_config
+from tests.conftest import REPO_ROOT
+
+CONFIGS = os.path.join(REPO_ROOT, "configs")
+
+
+def test_defaults_are_the_reference_hyperparameters():
+    cfg = load_config(os.path.join(CONFIGS, "default.yaml"))
+    assert (cfg.train.batch_size, cfg.model.seq_len, cfg.data.min_training_seq_len) == (64, 128, 450)
+    assert (cfg.model.embed_dim, cfg.model.ff_dim, cfg.model.num_heads, cfg.model.num_layers) == (256, 256, 3, 2)
+    assert (cfg.vocab.vocabulary_size, cfg.train.epochs, cfg.eval.num_tokens_to_generate) == (5000, 6, 80)
+    assert cfg.vocab.reserved_tokens == ("[PAD]", "[UNK]", "[BOS]")
+    assert set(cfg.eval.decoders) == {"greedy", "beam", "random", "top_k", "top_p", "contrastive"}
+    assert cfg.eval.decoders["beam"] == {"num_beams": 10}
+    assert cfg.eval.decoders["top_k"] == {"k": 10} and cfg.eval.decoders["top_p"] == {"p": 0.5}
+    assert cfg.data.corpus == "embedded"
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "simplebooks92.yaml", "tiny.yaml"])
+def test_shipped_configs_load(name):
+    load_config(os.path.join(CONFIGS, name))
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(None, ["train.epochs=2", "train.steps_per_epoch=null", "eval.decoders={greedy: {}}"])
+    assert cfg.train.epochs == 2 and cfg.train.steps_per_epoch is None
+    assert dict(cfg.eval.decoders) == {"greedy": {}}
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.batch_sise=3", "train.batch_sise"),
+        ("trian.epochs=3", "trian"),
+        ("train.batch_size=-1", "train.batch_size"),
+        ("model.seq_len=0", "model.seq_len"),
+        ("train.epochs=two", "train.epochs"),
+        ("train.learning_rate=fast", "train.learning_rate"),
+        ("vocab.vocabulary_size=3", "vocab.vocabulary_size"),
+        ("vocab.reserved_tokens=[[UNK], [PAD], [BOS]]", "vocab.reserved_tokens"),
+        ("eval.decoders={nucleus: {}}", "eval.decoders.nucleus"),
+        ("eval.decoders={top_k: {kk: 3}}", "eval.decoders.top_k.kk"),
+        ("eval.decoders={top_p: {p: 1.5}}", "eval.decoders.top_p.p"),
+        ("eval.num_tokens_to_generate=200", "eval.num_tokens_to_generate"),
+        ("model.num_heads=300", "model.num_heads"),
+        ("data.min_training_seq_len=-5", "data.min_training_seq_len"),
+        ("lowercase", "lowercase"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(os.path.join(CONFIGS, "default.yaml"), [override])
+    assert err.value.key == key
+    assert str(err.value).startswith(f"config error: {key}: ")
+    assert "\n" not in str(err.value)
+
+
+def test_missing_or_malformed_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+
+
+def test_tracking_uri_precedence(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = load_config(None, ["output_dir=/tmp/x"])
+    assert cfg.resolved_tracking_uri() == "sqlite:////tmp/x/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://localhost:5000")
+    assert cfg.resolved_tracking_uri() == "http://localhost:5000"
+    cfg = load_config(None, ["mlflow.tracking_uri=sqlite:////tmp/y.db"])
+    assert cfg.resolved_tracking_uri() == "sqlite:////tmp/y.db"
+
+
+def test_flatten_keeps_decoders_whole():
+    flat = flatten(PipelineConfig().to_dict())
+    assert flat["train.batch_size"] == 64
+    assert flat["eval.decoders.beam"] == {"num_beams": 10}
+    assert "eval.decoders.beam.num_beams" not in flat

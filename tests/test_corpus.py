@@ -1,0 +1,97 @@
+"""The corpus sources: the embedded copy, local directories, and the zip download."""
+import hashlib
+import http.server
+import os
+import threading
+import zipfile
+
+import pytest
+
+from components.errors import InputDataError
+from pipeline.corpus import EMBEDDED_CORPUS_DIR, check_split_file, resolve_corpus_dir
+
+# gutenberg-small as shipped in ../shared/data: results stay comparable between runs only
+# while these bytes stay the same.
+EMBEDDED_SHA256 = {
+    "train.txt": "3a6aad6e7ecabf83d49718c73af62bca5d1e52b6437abb023a369fd1bcd0c5ee",
+    "valid.txt": "2f4d20baa0d4904caa9e6ebd5125197a14050d97c0390f1cb100e667a3994c5b",
+    "test.txt": "2731135784a63f1b1fbcc927da9ccadfd6ef2e590e239599243a07a32c3fff7e",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED_SHA256))
+def test_embedded_corpus_is_unchanged(name):
+    with open(os.path.join(EMBEDDED_CORPUS_DIR, name), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == EMBEDDED_SHA256[name]
+
+
+def test_embedded_and_local_paths_resolve(tiny_corpus):
+    assert resolve_corpus_dir("embedded", "x", "/unused") == EMBEDDED_CORPUS_DIR
+    assert resolve_corpus_dir(str(tiny_corpus), "x", "/unused") == str(tiny_corpus)
+    assert resolve_corpus_dir("gs://bucket/simplebooks", "x", "/unused") == "gs://bucket/simplebooks"
+
+
+def _simplebooks_zip(tmp_path, tiny_corpus):
+    """A zip laid out like the reference's simplebooks.zip (simplebooks/simplebooks-92-raw/...)."""
+    path = tmp_path / "serve" / "simplebooks.zip"
+    path.parent.mkdir()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in ("train.txt", "valid.txt"):
+            zf.write(tiny_corpus / name, f"simplebooks/simplebooks-92-raw/{name}")
+    return path
+
+
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    hits = []
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        _CountingHandler.hits.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server(tmp_path, tiny_corpus):
+    zip_path = _simplebooks_zip(tmp_path, tiny_corpus)
+    _CountingHandler.hits = []
+    handler = lambda *a, **kw: _CountingHandler(*a, directory=str(zip_path.parent), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_extracts_once_and_reuses_the_cache(http_server, tmp_path, tiny_corpus):
+    cache = tmp_path / "cache"
+    url = http_server + "/simplebooks.zip"
+    corpus_dir = resolve_corpus_dir(url, "simplebooks-92-raw", str(cache))
+    assert os.path.basename(corpus_dir) == "simplebooks-92-raw"
+    assert str(cache) in corpus_dir
+    with open(os.path.join(corpus_dir, "train.txt"), "rb") as got, open(tiny_corpus / "train.txt", "rb") as want:
+        assert got.read() == want.read()
+    assert resolve_corpus_dir(url, "simplebooks-92-raw", str(cache)) == corpus_dir
+    assert _CountingHandler.hits == ["/simplebooks.zip"]
+
+
+def test_file_url_works_like_http(tmp_path, tiny_corpus):
+    zip_path = _simplebooks_zip(tmp_path, tiny_corpus)
+    corpus_dir = resolve_corpus_dir(zip_path.as_uri(), "simplebooks-92-raw", str(tmp_path / "cache"))
+    check_split_file(corpus_dir, "valid.txt", "data.eval_file")
+
+
+def test_download_errors_are_one_clear_line(http_server, tmp_path):
+    with pytest.raises(InputDataError, match="could not download"):
+        resolve_corpus_dir(http_server + "/missing.zip", "simplebooks-92-raw", str(tmp_path / "c1"))
+    with pytest.raises(InputDataError, match="data.zip_subdir"):
+        resolve_corpus_dir(http_server + "/simplebooks.zip", "no-such-folder", str(tmp_path / "c2"))
+
+
+def test_split_file_checks_name_the_file(tiny_corpus):
+    with pytest.raises(InputDataError, match=r"data.train_file: split file .*nope.txt does not exist"):
+        check_split_file(str(tiny_corpus), "nope.txt", "data.train_file")
+    (tiny_corpus / "empty.txt").write_text("")
+    with pytest.raises(InputDataError, match=r"empty.txt is empty"):
+        check_split_file(str(tiny_corpus), "empty.txt", "data.eval_file")

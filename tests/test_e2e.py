@@ -1,0 +1,120 @@
+"""The whole TFX pipeline on the tiny config, run as a user runs it, then read back."""
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG
+from pipeline.run_summary import latest_run
+from tests.conftest import REPO_ROOT, TINY_CONFIG
+
+pytestmark = pytest.mark.slow
+DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
+
+
+def run_pipeline(output_dir, *overrides):
+    cmd = [sys.executable, "pipeline/run.py", "--runner=DirectRunner", "--config", TINY_CONFIG, "--set", f"output_dir={output_dir}"]
+    for item in overrides:
+        cmd += ["--set", item]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=900)
+
+
+def mlflow_runs(output_dir):
+    client = MlflowClient(f"sqlite:///{output_dir}/mlflow.db")
+    experiment = client.get_experiment_by_name("minigpt")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"]) if experiment else []
+    return client, runs
+
+
+def artifact_paths(client, run_id, path=""):
+    paths = []
+    for info in client.list_artifacts(run_id, path):
+        paths += artifact_paths(client, run_id, info.path) if info.is_dir else [info.path]
+    return paths
+
+
+def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
+    out = tmp_path / "out"
+    first = run_pipeline(out)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = latest_run(str(out / "metadata.sqlite"))
+    assert summary.states == dict.fromkeys(["TextExampleGen", "VocabGen", "Trainer", "Evaluator"], "COMPLETE")
+
+    # --- One MLflow run holding params, per-epoch metrics, samples and artifacts.
+    client, runs = mlflow_runs(out)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[PIPELINE_RUN_ID_TAG] == summary.pipeline_run_id
+    params = run.data.params
+    assert params["train.batch_size"] == "16" and params["model.seq_len"] == "32"
+    assert params["data.min_training_seq_len"] == "450" and params["vocab.vocabulary_size"] == "1000"
+    assert params["eval.decoders.beam"] == "{'num_beams': 3}"
+    assert int(params["model.vocabulary_size_learned"]) > 3
+    for metric in ("loss", "perplexity", "val_loss", "val_perplexity"):
+        history = client.get_metric_history(run.info.run_id, metric)
+        assert [m.step for m in history] == [1, 2], metric
+    evaluation = summary.evaluation
+    assert run.data.metrics["eval_perplexity"] == pytest.approx(evaluation["perplexity"])
+    assert 1 < evaluation["perplexity"] < 10_000
+    assert sorted(evaluation["samples"]) == DECODERS
+    assert all(text.startswith("[BOS]") for text in evaluation["samples"].values())
+    paths = artifact_paths(client, run.info.run_id)
+    for name in DECODERS:
+        assert f"samples/{name}.txt" in paths
+        logged = client.download_artifacts(run.info.run_id, f"samples/{name}.txt", str(tmp_path))
+        with open(logged, encoding="utf-8") as f:
+            assert f.read().strip() == evaluation["samples"][name]
+    assert {"samples/epoch_001.txt", "samples/epoch_002.txt", "vocabulary/vocab.txt"} <= set(paths)
+    assert {"model/minigpt.keras", "model/saved_model.pb", "model/vocab.txt"} <= set(paths)
+    assert f"MLflow run:       {run.info.run_id}" in first.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db" in first.stdout
+
+    # --- Unchanged inputs: every component is served from TFX's cache, nothing retrains,
+    # and the summary points at the MLflow run that produced the cached results.
+    second = run_pipeline(out)
+    assert second.returncode == 0, second.stderr[-3000:]
+    cached = latest_run(str(out / "metadata.sqlite"))
+    assert cached.pipeline_run_id != summary.pipeline_run_id
+    assert set(cached.states.values()) == {"CACHED"}
+    assert len(mlflow_runs(out)[1]) == 1
+    assert f"MLflow run:       {run.info.run_id}" in second.stdout
+
+    # --- Only the evaluation changed: the Trainer is cached, the Evaluator reruns into a
+    # new MLflow run that links to (and copies the params of) the run that trained.
+    third = run_pipeline(out, "eval.decoders={greedy: {}}")
+    assert third.returncode == 0, third.stderr[-3000:]
+    states = latest_run(str(out / "metadata.sqlite")).states
+    assert states["Trainer"] == "CACHED" and states["Evaluator"] == "COMPLETE"
+    client, runs = mlflow_runs(out)
+    assert len(runs) == 2
+    rerun = runs[1]
+    assert rerun.info.status == "FINISHED"
+    assert rerun.data.tags[TRAINED_IN_RUN_TAG] == run.info.run_id
+    assert rerun.data.params["train.batch_size"] == "16"
+    assert artifact_paths(client, rerun.info.run_id, "samples") == ["samples/greedy.txt"]
+
+
+def test_bad_data_fails_in_one_line_without_training(tmp_path):
+    out = tmp_path / "out"
+    result = run_pipeline(out, "data.min_training_seq_len=100000")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "train.txt: no line of the train split is longer than data.min_training_seq_len" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert latest_run(str(out / "metadata.sqlite")).states == {"TextExampleGen": "FAILED"}
+    assert mlflow_runs(out)[1] == []
+
+
+def test_a_failure_after_training_ends_the_mlflow_run_failed(tmp_path):
+    out = tmp_path / "out"
+    result = run_pipeline(out, "eval.decoders={top_k: {k: 100000}}")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: eval.decoders.top_k.k: 100000 exceeds the learned vocabulary")
+    assert "Traceback" not in result.stderr
+    _, runs = mlflow_runs(out)
+    assert [r.info.status for r in runs] == ["FAILED"]

@@ -1,0 +1,114 @@
+"""The model, its decoders and the perplexity computation (pure Keras, no TFX)."""
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from components.minigpt.decoding import SAMPLERS, Generator, make_sampler
+from components.minigpt.model import GPTConfig, build_model, with_hidden_states
+from components.minigpt.perplexity import token_weighted_perplexity
+from components.minigpt.tokenizer import TextCodec
+
+VOCAB = ["[PAD]", "[UNK]", "[BOS]"] + list("abcdefghijklmnopqrstuvwxyz") + ["the", "##s"]
+TINY = GPTConfig(vocabulary_size=len(VOCAB), seq_len=16, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1)
+DECODERS = {
+    "greedy": {},
+    "beam": {"num_beams": 3},
+    "random": {},
+    "top_k": {"k": 3},
+    "top_p": {"p": 0.5},
+    "contrastive": {"k": 3, "alpha": 0.6},
+}
+
+
+def test_reference_model_has_the_reference_parameter_count():
+    model = build_model(GPTConfig())
+    assert model.count_params() == 3_387_266
+    assert model.get_layer("embedding").count_params() == 1_312_768
+    assert model.get_layer("logits").count_params() == 1_285_000
+
+
+def test_model_is_sized_by_the_learned_vocabulary():
+    model = build_model(GPTConfig(vocabulary_size=4558))
+    assert model.output_shape == (None, None, 4558)
+
+
+def test_hidden_state_model_shares_weights():
+    model = build_model(TINY)
+    tokens = np.array([[2, 5, 6, 0]], dtype="int32")
+    logits, hidden = with_hidden_states(model)(tokens)
+    np.testing.assert_allclose(logits, model(tokens), rtol=1e-5)
+    assert hidden.shape == (1, 4, TINY.embed_dim)
+
+
+def test_codec_shifts_labels_behind_bos():
+    codec = TextCodec(VOCAB, seq_len=6)
+    features, labels = codec.features_and_labels(keras.ops.convert_to_tensor(["the cats"]))
+    # "cats" has no ##-pieces in this vocabulary, so it becomes [UNK].
+    labels = np.asarray(labels)[0]
+    features = np.asarray(features)[0]
+    assert features[0] == codec.bos_id
+    np.testing.assert_array_equal(features[1:], labels[:-1])
+    assert codec.detokenize(np.array([[2, 29, 0, 0]], dtype="int32")) == ["[BOS] the"]
+
+
+def _model_that_always_says(token_id: int) -> keras.Model:
+    """A model whose logits put (almost) all mass on `token_id`, whatever the input."""
+    model = build_model(TINY)
+    kernel, bias = model.get_layer("logits").get_weights()
+    bias = np.full_like(bias, -20.0)
+    bias[token_id] = 20.0
+    model.get_layer("logits").set_weights([np.zeros_like(kernel), bias])
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_every_decoder_follows_a_certain_model(name):
+    generator = Generator(_model_that_always_says(7), bos_id=2, num_tokens=5)
+    ids = generator.generate(make_sampler(name, DECODERS[name], seed=1))
+    np.testing.assert_array_equal(ids, [[2, 7, 7, 7, 7, 7]])
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_every_decoder_generates_the_requested_length(name):
+    generator = Generator(build_model(TINY), bos_id=2, num_tokens=6)
+    ids = generator.generate(make_sampler(name, DECODERS[name], seed=1))
+    assert ids.shape == (1, 7) and ids[0, 0] == 2
+
+
+def test_seeded_decoders_repeat_themselves():
+    generator = Generator(build_model(TINY), bos_id=2, num_tokens=8)
+    first = generator.generate(make_sampler("random", {}, seed=3))
+    again = generator.generate(make_sampler("random", {}, seed=3))
+    np.testing.assert_array_equal(first, again)
+
+
+def test_unknown_decoder_is_rejected():
+    with pytest.raises(ValueError, match="Unknown decoder 'nucleus'"):
+        make_sampler("nucleus", {}, seed=0)
+    assert set(SAMPLERS) == set(DECODERS)
+
+
+def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():
+    model = build_model(TINY)
+    kernel, bias = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    features = np.array([[2, 5, 6, 0], [2, 5, 0, 0]], dtype="int32")
+    labels = np.array([[5, 6, 7, 0], [5, 0, 0, 0]], dtype="int32")
+    perplexity, tokens = token_weighted_perplexity(model, [(features, labels)])
+    assert tokens == 4  # [PAD] labels are not counted
+    assert perplexity == pytest.approx(len(VOCAB), rel=1e-4)
+
+
+def test_perplexity_weights_tokens_not_batches():
+    model = _model_that_always_says(7)
+    # Batch 1: 3 certain tokens (NLL ~0). Batch 2: 1 impossible token (NLL ~40).
+    batches = [
+        (np.array([[2, 7, 7]], dtype="int32"), np.array([[7, 7, 7]], dtype="int32")),
+        (np.array([[2, 0, 0]], dtype="int32"), np.array([[5, 0, 0]], dtype="int32")),
+    ]
+    perplexity, tokens = token_weighted_perplexity(model, batches)
+    assert tokens == 4
+    assert math.log(perplexity) == pytest.approx(40.0 / 4, rel=1e-3)
+    assert token_weighted_perplexity(model, batches, max_batches=1)[1] == 3

@@ -1,0 +1,99 @@
+"""TextExampleGen: the length filter, line accounting and bad-input handling."""
+import os
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import proto_utils
+
+from components.errors import InputDataError
+from components.text_example_gen import executor
+from components.text_example_gen.component import TextExampleGen
+
+
+def test_filter_keeps_lines_longer_than_min_bytes():
+    ascii_kept = b"a" * 11
+    ascii_boundary = b"a" * 10  # not > 10: dropped, as tf.strings.length(x) > N
+    multibyte = "é".encode("utf-8") * 6  # 6 characters, 12 bytes: kept (bytes, not chars)
+    not_utf8 = b"\xff" * 20
+    with TestPipeline() as p:
+        kept = (
+            p
+            | beam.Create([ascii_kept, ascii_boundary, multibyte, not_utf8, b""])
+            | beam.ParDo(executor._FilterLines(10, "train.txt"))
+        )
+        assert_that(kept, equal_to([ascii_kept, multibyte]))
+
+
+def test_text_to_example_roundtrip():
+    example = executor.text_to_example("héllo".encode())
+    assert example.features.feature["text"].bytes_list.value == ["héllo".encode()]
+
+
+def _run_executor(corpus_dir, out_dir, min_len=450, train="train.txt", eval_="valid.txt"):
+    component = TextExampleGen(str(corpus_dir), train, eval_, min_len)
+    exec_properties = dict(component.exec_properties)
+    exec_properties["input_base"] = str(corpus_dir)
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties["input_config"], input_config)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out_dir)
+    ex = executor.Executor(BaseBeamExecutor.Context(tmp_dir=str(out_dir)))
+    ex.Do({}, {"examples": [examples]}, exec_properties)
+    return examples
+
+
+def _count_records(pattern):
+    return sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP"))
+
+
+def test_executor_writes_splits_and_records_counts(tiny_corpus, tmp_path):
+    examples = _run_executor(tiny_corpus, tmp_path / "examples")
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    train_uri = artifact_utils.get_split_uri([examples], "train")
+    assert _count_records(os.path.join(train_uri, "*.gz")) == 160
+    assert _count_records(os.path.join(artifact_utils.get_split_uri([examples], "eval"), "*.gz")) == 40
+    props = {k: examples.get_int_custom_property(k) for k in examples.mlmd_artifact.custom_properties}
+    assert props["train_lines_read"] == 192
+    assert props["train_lines_kept"] == 160
+    assert props["train_lines_too_short"] == 32
+    assert props["eval_lines_kept"] == 40
+    assert props["train_lines_not_utf8"] == 0
+
+
+def test_stray_undecodable_line_is_skipped_and_counted(tiny_corpus, tmp_path):
+    with open(tiny_corpus / "train.txt", "ab") as f:
+        f.write(b"\xff\xfe" + b"x" * 500 + b"\n")
+    # 1 bad line of 193 exceeds the 1% bar, so add good lines to stay under it.
+    with open(tiny_corpus / "train.txt", "ab") as f:
+        f.write((b"y" * 500 + b"\n") * 10)
+    examples = _run_executor(tiny_corpus, tmp_path / "examples")
+    assert examples.get_int_custom_property("train_lines_not_utf8") == 1
+    assert examples.get_int_custom_property("train_lines_kept") == 170
+
+
+def test_no_line_passing_the_filter_fails_and_leaves_no_output(tiny_corpus, tmp_path):
+    out = tmp_path / "examples"
+    with pytest.raises(InputDataError, match=r"train.txt: no line of the train split is longer") as err:
+        _run_executor(tiny_corpus, out, min_len=100_000)
+    assert "min_training_seq_len" in str(err.value)
+    assert not out.exists()
+
+
+def test_file_in_another_encoding_names_the_file(tiny_corpus, tmp_path):
+    text = (tiny_corpus / "valid.txt").read_text(encoding="utf-8")
+    (tiny_corpus / "valid.txt").write_bytes(text.replace("e", "é").encode("latin-1", errors="replace"))
+    with pytest.raises(InputDataError, match=r"valid.txt: \d+ of 48 lines are not valid UTF-8; re-encode"):
+        _run_executor(tiny_corpus, tmp_path / "examples")
+
+
+def test_component_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="min_training_seq_len"):
+        TextExampleGen("/corpus", "train.txt", "valid.txt", -1)
+    with pytest.raises(ValueError, match="pattern"):
+        TextExampleGen("/corpus", "", "valid.txt", 450)

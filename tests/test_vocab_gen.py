@@ -1,0 +1,96 @@
+"""VocabGen: the Beam job must give keras_nlp's vocabulary, token for token."""
+import os
+
+import apache_beam as beam
+import keras_nlp
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tfx.types import Channel, standard_artifacts
+
+from components.artifact_types import Vocabulary
+from components.text_example_gen.executor import text_to_example
+from components.vocab_gen import executor
+from components.vocab_gen.component import VocabGen
+from components.vocab_gen.wordpiece import ComputeVocabulary, learn_vocabulary, pretokenize_lines
+from pipeline.corpus import EMBEDDED_CORPUS_DIR
+from tests.conftest import TINY_CORPUS, read_long_lines
+
+RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
+
+
+def keras_nlp_vocabulary(lines, size):
+    """The reference's call: compute_word_piece_vocabulary on a batched tf.data of lines."""
+    return keras_nlp.tokenizers.compute_word_piece_vocabulary(
+        tf.data.Dataset.from_tensor_slices(lines).batch(64),
+        vocabulary_size=size,
+        lowercase=True,
+        reserved_tokens=RESERVED,
+    )
+
+
+def beam_vocabulary(lines, size):
+    result = []
+
+    class Collect(beam.DoFn):
+        def process(self, vocab):
+            result.append(vocab)
+
+    with beam.Pipeline() as p:
+        _ = p | beam.Create(lines) | ComputeVocabulary(size, True, RESERVED) | beam.ParDo(Collect())
+    return result[0]
+
+
+@pytest.mark.parametrize(
+    "path, size",
+    [
+        (os.path.join(TINY_CORPUS, "train.txt"), 5000),  # the learner stops short of 5000
+        (os.path.join(TINY_CORPUS, "train.txt"), 300),  # truncation at the requested size
+        (os.path.join(EMBEDDED_CORPUS_DIR, "valid.txt"), 5000),  # 338 real paragraphs
+    ],
+)
+def test_vocabulary_identical_to_keras_nlp(path, size):
+    lines = read_long_lines(path)
+    expected = keras_nlp_vocabulary(lines, size)
+    with TestPipeline() as p:
+        vocab = p | beam.Create(lines) | ComputeVocabulary(size, True, RESERVED)
+        assert_that(vocab, equal_to([expected]))
+    assert expected[:3] == RESERVED and len(expected) <= size
+
+
+def test_learner_ignores_the_order_counts_arrive_in():
+    counts = [(b"the", 50), (b"then", 7), (b"them", 7), (b"a", 30), (b"an", 9)]
+    assert learn_vocabulary(counts, 50, RESERVED) == learn_vocabulary(counts[::-1], 50, RESERVED)
+
+
+def test_pretokenize_matches_keras_rules():
+    words = pretokenize_lines([b"Hello, World!", b"It's 3pm."], lowercase=True)
+    assert words == [b"hello", b",", b"world", b"!", b"it", b"'", b"s", b"3pm", b"."]
+
+
+def test_executor_writes_vocab_file(tmp_path):
+    lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    examples.split_names = '["train", "eval"]'
+    split_dir = tmp_path / "examples" / "Split-train"
+    split_dir.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(split_dir / "data.gz"), options="GZIP") as writer:
+        for line in lines:
+            writer.write(text_to_example(line).SerializeToString())
+    vocabulary = Vocabulary()
+    vocabulary.uri = str(tmp_path / "vocab")
+    component = VocabGen(examples=Channel(type=standard_artifacts.Examples), vocabulary_size=5000, reserved_tokens=RESERVED)
+    executor.Executor(BaseBeamExecutor.Context(tmp_dir=str(tmp_path))).Do(
+        {"examples": [examples]}, {"vocabulary": [vocabulary]}, component.exec_properties
+    )
+    written = executor.read_vocabulary(vocabulary.uri)
+    assert written == keras_nlp_vocabulary(lines, 5000)
+    assert vocabulary.get_int_custom_property("size") == len(written)
+
+
+def test_component_rejects_vocabulary_not_larger_than_reserved():
+    with pytest.raises(ValueError, match="must exceed the number of reserved tokens"):
+        VocabGen(examples=Channel(type=standard_artifacts.Examples), vocabulary_size=3, reserved_tokens=RESERVED)
