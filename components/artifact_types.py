@@ -1,4 +1,5 @@
 """Artifact types this project adds to TFX's standard ones."""
+
 from tfx.types import artifact
 
 

@@ -3,6 +3,7 @@
 This is the TensorFlow-specific glue shared by the Trainer and the Evaluator; the model
 code in `components.minigpt` stays backend-neutral.
 """
+
 from __future__ import annotations
 
 from typing import List

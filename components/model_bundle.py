@@ -3,6 +3,7 @@
 The Trainer writes it into TFX's `serving_model_dir`; the Evaluator (and later a
 serving or decoding benchmark) rebuilds everything from it without guessing settings.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -5,6 +5,7 @@ component parameter would change every run and defeat TFX's cache. So each execu
 finds the run by a tag holding TFX's pipeline run id (the same in every component of
 one pipeline run) and creates it if it is the first to log.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +26,7 @@ ARTIFACT_DIR = "mlartifacts"
 def default_artifact_location(tracking_uri: str) -> Optional[str]:
     """For a local SQLite store, keep artifacts beside the database, not in ./mlruns."""
     if tracking_uri.startswith("sqlite:///"):
-        db_path = tracking_uri[len("sqlite:///"):]
+        db_path = tracking_uri[len("sqlite:///") :]
         return "file://" + os.path.join(os.path.dirname(os.path.abspath(db_path)), ARTIFACT_DIR)
     return None
 
@@ -70,9 +71,7 @@ class PipelineRun:
         import time  # pylint: disable=import-outside-toplevel
 
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
-        )
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in sorted(metrics.items())])
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)

@@ -4,6 +4,7 @@ One frozen dataclass per section, a comment on every field, and a loader that re
 unknown keys and bad values *before* any pipeline work starts: a typo in a config file
 should cost a second, not a ten-minute run that trains on the wrong thing.
 """
+
 from __future__ import annotations
 
 import dataclasses

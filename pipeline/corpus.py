@@ -3,6 +3,7 @@
 Every source resolves to one directory (local or gs://) holding the split files in
 SimpleBooks' layout: one paragraph per line, UTF-8, `train.txt` / `valid.txt`.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,7 +59,11 @@ def _find_subdir(root: str, name: str, depth: int = 2) -> Optional[str]:
         return candidate
     if depth > 1 and os.path.isdir(root):
         for entry in sorted(os.listdir(root)):
-            found = _find_subdir(os.path.join(root, entry), name, depth - 1) if os.path.isdir(os.path.join(root, entry)) else None
+            found = (
+                _find_subdir(os.path.join(root, entry), name, depth - 1)
+                if os.path.isdir(os.path.join(root, entry))
+                else None
+            )
             if found:
                 return found
     return None

@@ -3,6 +3,7 @@
 `create_pipeline` is pure wiring; choosing a runner (local, Kubeflow/Vertex) is the
 runner module's business.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -4,6 +4,7 @@ Kept short on purpose: parse flags, validate the config and the input files befo
 work starts, run the pipeline with TFX's LocalDagRunner (Beam steps on the DirectRunner
 in multi-processing mode), then print where everything went.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--runner", default="DirectRunner", choices=RUNNERS, help="Beam runner for the Beam steps (local run)."
     )
-    parser.add_argument("--config", default=os.path.join(_REPO_ROOT, "configs", "default.yaml"), help="YAML config file.")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--config", default=os.path.join(_REPO_ROOT, "configs", "default.yaml"), help="YAML config file."
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="Override one config value, e.g. --set train.epochs=2 (repeatable).",
     )
     return parser.parse_args(argv)

@@ -3,6 +3,7 @@
 `run.py` prints this at the end of `make run`; the end-to-end test uses it to prove that
 a rerun on unchanged inputs was served from TFX's cache.
 """
+
 from __future__ import annotations
 
 import dataclasses

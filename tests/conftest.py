@@ -1,4 +1,5 @@
 """Shared fixtures: the tiny corpus, a scratch output directory and tiny configs."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The corpus sources: the embedded copy, local directories, and the zip download."""
+
 import hashlib
 import http.server
 import os

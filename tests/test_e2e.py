@@ -1,4 +1,5 @@
 """The whole TFX pipeline on the tiny config, run as a user runs it, then read back."""
+
 import os
 import subprocess
 import sys
@@ -15,7 +16,15 @@ DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
 
 
 def run_pipeline(output_dir, *overrides):
-    cmd = [sys.executable, "pipeline/run.py", "--runner=DirectRunner", "--config", TINY_CONFIG, "--set", f"output_dir={output_dir}"]
+    cmd = [
+        sys.executable,
+        "pipeline/run.py",
+        "--runner=DirectRunner",
+        "--config",
+        TINY_CONFIG,
+        "--set",
+        f"output_dir={output_dir}",
+    ]
     for item in overrides:
         cmd += ["--set", item]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

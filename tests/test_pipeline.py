@@ -1,4 +1,5 @@
 """Pipeline wiring and the Trainer's resume directory."""
+
 import os
 
 from components.trainer import keys

@@ -1,4 +1,5 @@
 """`pipeline/run.py` refuses bad configs and bad inputs before any work, in one line."""
+
 import pytest
 
 from pipeline import run
@@ -33,7 +34,8 @@ def test_config_errors_are_one_line(capsys, tmp_path, override, message):
 def test_missing_corpus_is_one_line(capsys, tmp_path):
     code, err = _main(capsys, f"output_dir={tmp_path}", f"data.corpus={tmp_path}/nowhere")
     assert code == 1
-    assert err == f"error: data.corpus: {tmp_path}/nowhere is not a directory; point it at a folder holding the split files, or use 'embedded' or a zip URL."
+    assert err.startswith(f"error: data.corpus: {tmp_path}/nowhere is not a directory; point it at a folder")
+    assert len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("broken", ["missing", "empty"])

@@ -1,4 +1,5 @@
 """TextExampleGen: the length filter, line accounting and bad-input handling."""
+
 import os
 
 import apache_beam as beam

@@ -1,4 +1,5 @@
 """The shared MLflow run: found by pipeline run id, ended FAILED on errors."""
+
 import pytest
 from mlflow.tracking import MlflowClient
 

@@ -1,4 +1,5 @@
 """VocabGen: the Beam job must give keras_nlp's vocabulary, token for token."""
+
 import os
 
 import apache_beam as beam
@@ -82,7 +83,9 @@ def test_executor_writes_vocab_file(tmp_path):
             writer.write(text_to_example(line).SerializeToString())
     vocabulary = Vocabulary()
     vocabulary.uri = str(tmp_path / "vocab")
-    component = VocabGen(examples=Channel(type=standard_artifacts.Examples), vocabulary_size=5000, reserved_tokens=RESERVED)
+    component = VocabGen(
+        examples=Channel(type=standard_artifacts.Examples), vocabulary_size=5000, reserved_tokens=RESERVED
+    )
     executor.Executor(BaseBeamExecutor.Context(tmp_dir=str(tmp_path))).Do(
         {"examples": [examples]}, {"vocabulary": [vocabulary]}, component.exec_properties
     )

@@ -1,4 +1,5 @@
 """Evaluator: perplexity and per-decoder samples of the trained mini-GPT."""
+
 from __future__ import annotations
 
 import json

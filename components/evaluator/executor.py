@@ -1,8 +1,9 @@
 """Evaluator executor: perplexity on the eval split and a sample from every decoder."""
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import time
 from typing import Any, Dict, List

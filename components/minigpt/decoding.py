@@ -5,6 +5,7 @@ cache)` in its simplest form, as in the reference: it runs the whole window each
 and keeps no cache. (A cached, compiled decode loop is a later piece of work; the
 contract stays the same.)
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping

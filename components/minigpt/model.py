@@ -3,6 +3,7 @@
 With a 5000-token vocabulary and the reference sizes it has 3,387,266 parameters, the
 figure in the keras.io example.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -3,6 +3,7 @@
 keras_hub's `Perplexity` metric (0.25) averages per-batch means weighted by sequences,
 which over-weights short batches; this sums over tokens instead.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Text <-> token ids, as the reference does it: WordPiece, then a [BOS]-prepending packer."""
+
 from __future__ import annotations
 
 from typing import List

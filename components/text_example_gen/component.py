@@ -1,4 +1,5 @@
 """TextExampleGen: a FileBasedExampleGen over one-paragraph-per-line text files."""
+
 from __future__ import annotations
 
 from tfx import types

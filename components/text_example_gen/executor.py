@@ -6,6 +6,7 @@ handling, fingerprints and the gzip TFRecord writing are inherited from
 counters), records the counts on the Examples artifact and refuses to publish a split
 that has nothing to train on.
 """
+
 from __future__ import annotations
 
 import logging

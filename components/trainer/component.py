@@ -1,4 +1,5 @@
 """Trainer: TFX's Trainer with one more input, the learned vocabulary."""
+
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -10,8 +11,8 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
-from components.trainer import executor
 from components.artifact_types import Vocabulary
+from components.trainer import executor
 
 
 class TrainerSpec(standard_component_specs.TrainerSpec):

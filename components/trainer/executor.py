@@ -4,6 +4,7 @@ The stock `FnArgs` has no slot for a vocabulary artifact or for the pipeline run
 (which MLflow needs to find this pipeline run's MLflow run), so both are added to
 `custom_config` here, where they do not become part of the cache key.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,8 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.components.trainer import fn_args_utils
 from tfx.types import artifact_utils
 
-from components.trainer import keys
 from components.artifact_types import Vocabulary
+from components.trainer import keys
 
 VOCABULARY_KEY = "vocabulary"
 

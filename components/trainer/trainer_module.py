@@ -5,30 +5,30 @@ TFX's Trainer calls `run_fn`. Settings come from `fn_args.custom_config` (built 
 tf.data and the SavedModel export are the only TensorFlow-specific parts; the model
 itself is `components.minigpt`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import keras
-import tensorflow as tf
-import logging
 from tfx import v1 as tfx
 
+from components import model_bundle
+from components.lm_data import lm_dataset
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, compile_model
 from components.minigpt.tokenizer import TextCodec, read_vocabulary
-from components.lm_data import lm_dataset
-from components import model_bundle
 from components.tracking import PipelineRun
 from components.trainer import keys
 
 # TFX imports this file under a generated module name; log under a stable one.
 logger = logging.getLogger("components.trainer.trainer_module")
-
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
@@ -107,7 +107,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                     run, codec, cfg[keys.NUM_TOKENS_TO_GENERATE], train_cfg["epoch_sample_k"], train_cfg["seed"]
                 ),
             ],
-            verbose=2,
+            # A live progress bar on a terminal, one line per epoch in logs and CI.
+            verbose=1 if sys.stdout.isatty() else 2,
         )
         model_bundle.export(
             fn_args.serving_model_dir,

@@ -1,4 +1,5 @@
 """VocabGen: a Beam component that learns the WordPiece vocabulary."""
+
 from __future__ import annotations
 
 import json

@@ -1,8 +1,9 @@
 """VocabGen executor: learns the WordPiece vocabulary from the train split in Beam."""
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 from typing import Any, Dict, List
 
@@ -13,8 +14,8 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from components.text_example_gen.executor import TEXT_FEATURE
 from components.artifact_types import Vocabulary
+from components.text_example_gen.executor import TEXT_FEATURE
 from components.vocab_gen.wordpiece import ComputeVocabulary
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         with self._make_beam_pipeline() as pipeline:
             _ = (
                 pipeline
-                | "ReadExamples" >> beam.io.ReadFromTFRecord(pattern, compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+                | "ReadExamples"
+                >> beam.io.ReadFromTFRecord(pattern, compression_type=beam.io.filesystem.CompressionTypes.GZIP)
                 | "ExtractText" >> beam.Map(example_text)
                 | "ComputeVocabulary"
                 >> ComputeVocabulary(

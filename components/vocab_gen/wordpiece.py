@@ -6,6 +6,7 @@ Here the first two run in parallel on Beam workers and only the learner runs on 
 worker. The learner's result depends only on the word counts (its ties are broken by
 count, then alphabetically), so the vocabulary is the same token for token.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, List, Sequence, Tuple
@@ -42,9 +43,7 @@ def learn_vocabulary(
     Counts are put in a canonical order (count desc, then word) first, so the result
     does not depend on the order in which Beam workers delivered them.
     """
-    counts = sorted(
-        ((word.decode("utf-8"), count) for word, count in word_counts), key=lambda wc: (-wc[1], wc[0])
-    )
+    counts = sorted(((word.decode("utf-8"), count) for word, count in word_counts), key=lambda wc: (-wc[1], wc[0]))
     if not counts:
         raise ValueError("Cannot learn a vocabulary from zero words.")
     vocab = learner.learn(
