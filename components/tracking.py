@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any, Iterator, Mapping, Optional
-from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
@@ -68,8 +68,6 @@ class PipelineRun:
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        import time  # pylint: disable=import-outside-toplevel
-
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in sorted(metrics.items())])
 
@@ -106,7 +104,3 @@ def find_run(client: MlflowClient, experiment_id: str, pipeline_run_id: str) -> 
         [experiment_id], filter_string=f"tags.`{PIPELINE_RUN_ID_TAG}` = '{pipeline_run_id}'", max_results=1
     )
     return runs[0].info.run_id if runs else None
-
-
-def is_local_path(uri: str) -> bool:
-    return urlparse(uri).scheme in ("", "file")

@@ -151,20 +151,20 @@ class PipelineConfig:
             return os.environ["MLFLOW_TRACKING_URI"]
         return "sqlite:///" + os.path.abspath(os.path.join(self.output_dir, "mlflow.db"))
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
+def flatten(cfg: Any, prefix: str = "") -> dict:
+    """PipelineConfig -> {'train.batch_size': 64, 'eval.decoders.beam': {'num_beams': 10}, ...}.
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}; the form MLflow params and --set overrides use."""
+    The dotted names are the ones `--set` takes and MLflow shows as params; a mapping
+    field (the decoders) gives one entry per key.
+    """
     flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value and name != "eval.decoders":
+    for field in dataclasses.fields(cfg):
+        name, value = prefix + field.name, getattr(cfg, field.name)
+        if dataclasses.is_dataclass(value):
             flat.update(flatten(value, name + "."))
-        elif name == "eval.decoders":
-            for decoder, params in value.items():
-                flat[f"{name}.{decoder}"] = dict(params)
+        elif isinstance(value, Mapping):
+            flat.update({f"{name}.{key}": dict(item) for key, item in value.items()})
         else:
             flat[name] = value
     return flat

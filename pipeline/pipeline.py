@@ -38,7 +38,7 @@ def beam_pipeline_args(cfg: PipelineConfig) -> List[str]:
 
 
 def _params(cfg: PipelineConfig, sections) -> dict:
-    flat = flatten(cfg.to_dict())
+    flat = flatten(cfg)
     return {k: v for k, v in flat.items() if k.split(".")[0] in sections or "." not in k}
 
 

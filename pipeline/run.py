@@ -2,7 +2,8 @@
 
 Kept short on purpose: parse flags, validate the config and the input files before any
 work starts, run the pipeline with TFX's LocalDagRunner (Beam steps on the DirectRunner
-in multi-processing mode), then print where everything went.
+in multi-processing mode), then print where everything went. TensorFlow, TFX and MLflow
+are imported only once the config is valid, so a bad flag fails in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -47,15 +48,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(cfg: PipelineConfig) -> None:
     """Validates the inputs, runs the pipeline locally and prints a summary."""
-    from pipeline.corpus import check_split_file, resolve_corpus_dir  # pylint: disable=import-outside-toplevel
+    from pipeline.corpus import check_split_file, resolve_corpus_dir
 
     corpus_dir = resolve_corpus_dir(cfg.data.corpus, cfg.data.zip_subdir, cfg.data.cache_dir)
     check_split_file(corpus_dir, cfg.data.train_file, "data.train_file")
     check_split_file(corpus_dir, cfg.data.eval_file, "data.eval_file")
 
-    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+    from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
+    from pipeline.pipeline import create_pipeline
 
     os.makedirs(cfg.output_dir, exist_ok=True)
     pipeline = create_pipeline(
@@ -71,10 +72,10 @@ def run(cfg: PipelineConfig) -> None:
 
 def _fail_open_mlflow_run(cfg: PipelineConfig) -> None:
     """Safety net: a run still RUNNING after a failure ends FAILED, not RUNNING forever."""
-    from mlflow.tracking import MlflowClient  # pylint: disable=import-outside-toplevel
+    from mlflow.tracking import MlflowClient
 
-    from components.tracking import find_run  # pylint: disable=import-outside-toplevel
-    from pipeline.run_summary import latest_run  # pylint: disable=import-outside-toplevel
+    from components.tracking import find_run
+    from pipeline.run_summary import latest_run
 
     summary = latest_run(cfg.metadata_path)
     client = MlflowClient(cfg.resolved_tracking_uri())
@@ -87,7 +88,7 @@ def _fail_open_mlflow_run(cfg: PipelineConfig) -> None:
 
 
 def print_summary(cfg: PipelineConfig) -> None:
-    from pipeline.run_summary import latest_run  # pylint: disable=import-outside-toplevel
+    from pipeline.run_summary import latest_run
 
     summary = latest_run(cfg.metadata_path)
     evaluation = summary.evaluation or {}

@@ -22,6 +22,18 @@ def tiny_corpus(tmp_path):
     return path
 
 
+def write_examples(path, lines) -> None:
+    """A gzip TFRecord file of tf.Example{text}, as TextExampleGen writes them."""
+    import tensorflow as tf
+
+    from components.text_example_gen.executor import text_to_example
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for line in lines:
+            writer.write(text_to_example(line).SerializeToString())
+
+
 def read_long_lines(path, min_len: int = 450):
     """Lines longer than min_len bytes, as bytes, in file order (the reference's filter)."""
     with open(path, "rb") as f:

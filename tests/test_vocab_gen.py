@@ -12,12 +12,11 @@ from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import Channel, standard_artifacts
 
 from components.artifact_types import Vocabulary
-from components.text_example_gen.executor import text_to_example
 from components.vocab_gen import executor
 from components.vocab_gen.component import VocabGen
 from components.vocab_gen.wordpiece import ComputeVocabulary, learn_vocabulary, pretokenize_lines
 from pipeline.corpus import EMBEDDED_CORPUS_DIR
-from tests.conftest import TINY_CORPUS, read_long_lines
+from tests.conftest import TINY_CORPUS, read_long_lines, write_examples
 
 RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
 
@@ -76,11 +75,7 @@ def test_executor_writes_vocab_file(tmp_path):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     examples.split_names = '["train", "eval"]'
-    split_dir = tmp_path / "examples" / "Split-train"
-    split_dir.mkdir(parents=True)
-    with tf.io.TFRecordWriter(str(split_dir / "data.gz"), options="GZIP") as writer:
-        for line in lines:
-            writer.write(text_to_example(line).SerializeToString())
+    write_examples(tmp_path / "examples" / "Split-train" / "data.gz", lines)
     vocabulary = Vocabulary()
     vocabulary.uri = str(tmp_path / "vocab")
     component = VocabGen(

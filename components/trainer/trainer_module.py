@@ -40,20 +40,20 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         self._codec = codec
         self._num_tokens = num_tokens
         self._sampler = make_sampler("top_k", {"k": k}, seed)
+        self._generator = None
         self._epoch_start = 0.0
+
+    def on_train_begin(self, logs: Dict[str, float] = None) -> None:
+        self._generator = Generator(self.model, self._codec.bos_id, self._num_tokens)
 
     def on_epoch_begin(self, epoch: int, logs: Dict[str, float] = None) -> None:
         self._epoch_start = time.time()
 
     def on_epoch_end(self, epoch: int, logs: Dict[str, float] = None) -> None:
         step = epoch + 1
-        metrics = {name: value for name, value in (logs or {}).items()}
-        metrics["epoch_seconds"] = time.time() - self._epoch_start
-        self._run.log_metrics(metrics, step=step)
-        generator = Generator(self.model, self._codec.bos_id, self._num_tokens)
-        text = self._codec.detokenize(generator.generate(self._sampler))[0]
+        self._run.log_metrics({**(logs or {}), "epoch_seconds": time.time() - self._epoch_start}, step=step)
+        text = self._codec.detokenize(self._generator.generate(self._sampler))[0]
         logger.info("Epoch %d top-k sample: %s", step, text)
-        print(f"\nEpoch {step} top-k sample: {text}\n", flush=True)
         self._run.log_text(text + "\n", f"samples/epoch_{step:03d}.txt")
 
 
