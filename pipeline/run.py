@@ -109,10 +109,14 @@ def print_summary(cfg: PipelineConfig) -> None:
         lines.append("                  (every component was cached: this is the run that produced the results)")
     for name, text in evaluation.get("samples", {}).items():
         lines.append(f"  {name:>11}: {text[:100]}{'...' if len(text) > 100 else ''}")
-    lines += [
-        "Browse MLflow:    .venv/bin/mlflow ui --backend-store-uri " + tracking_uri + " --port 5000",
-        "=" * 72,
-    ]
+    lines.append("Browse MLflow:    .venv/bin/mlflow ui --backend-store-uri " + tracking_uri + " --port 5000")
+    if "mlflow_run_id" in evaluation:
+        from mlflow.tracking import MlflowClient
+
+        run_id = evaluation["mlflow_run_id"]
+        experiment_id = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+        lines.append(f"  then open:      http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}")
+    lines.append("=" * 72)
     print("\n".join(lines), flush=True)
 
 

@@ -81,6 +81,7 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert {"model/minigpt.keras", "model/saved_model.pb", "model/vocab.txt"} <= set(paths)
     assert f"MLflow run:       {run.info.run_id}" in first.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db" in first.stdout
+    assert f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in first.stdout
 
     # --- Unchanged inputs: every component is served from TFX's cache, nothing retrains,
     # and the summary points at the MLflow run that produced the cached results.
