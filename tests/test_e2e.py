@@ -66,6 +66,8 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     for metric in ("loss", "perplexity", "val_loss", "val_perplexity"):
         history = client.get_metric_history(run.info.run_id, metric)
         assert [m.step for m in history] == [1, 2], metric
+    assert run.data.metrics["data.train_lines_kept"] == 160 and run.data.metrics["data.eval_lines_kept"] == 40
+    assert run.data.metrics["data.train_lines_too_short"] == 32
     evaluation = summary.evaluation
     assert run.data.metrics["eval_perplexity"] == pytest.approx(evaluation["perplexity"])
     assert 1 < evaluation["perplexity"] < 10_000

@@ -3,7 +3,9 @@
 import json
 import os
 
+import numpy as np
 import pytest
+import tensorflow as tf
 from mlflow.tracking import MlflowClient
 from tfx import v1 as tfx
 
@@ -82,6 +84,11 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
     with open(os.path.join(fn_args.serving_model_dir, model_bundle.MANIFEST_FILE)) as f:
         assert json.load(f)["pipeline_run_id"] == "run-1"
+    # The SavedModel serves token ids -> logits in plain TensorFlow, without Keras or
+    # tensorflow_text (no tokenizer ops in the graph).
+    served = tf.saved_model.load(fn_args.serving_model_dir)
+    ids = np.array([[2, 5, 9, 0]], dtype="int32")
+    np.testing.assert_allclose(served.serve(ids).numpy(), model(ids), rtol=1e-4, atol=1e-5)
 
 
 class _Killed(Exception):

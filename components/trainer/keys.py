@@ -13,3 +13,4 @@ CHECKPOINT_ROOT = "checkpoint_root"
 VOCABULARY_PATH = "vocabulary_path"
 PIPELINE_RUN_ID = "pipeline_run_id"
 PIPELINE_NAME = "pipeline_name"
+DATA_STATS = "data_stats"  # dict: data.<split>_lines_<fate> -> count

@@ -94,7 +94,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model = build_model(gpt)
         compile_model(model, train_cfg["learning_rate"])
         model.summary(print_fn=logger.info)
-        run.log_metrics({"num_parameters": model.count_params()}, step=0)
+        run.log_metrics({"num_parameters": model.count_params(), **cfg.get(keys.DATA_STATS, {})}, step=0)
         model.fit(
             train_ds,
             validation_data=eval_ds,
