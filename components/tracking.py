@@ -80,6 +80,24 @@ class PipelineRun:
         else:
             self.client.log_artifact(self.run_id, local_path, artifact_path)
 
+    def log_keras_model(self, model: Any, name: str = "model") -> str:
+        """Logs `model` with MLflow's Keras flavor (loadable by `mlflow.keras.load_model`).
+
+        The flavor only speaks MLflow's fluent API, so the run is resumed for this one
+        call and explicitly left RUNNING: only the last component ends it.
+
+        Returns:
+          The logged model's URI, `models:/<model id>`.
+        """
+        import mlflow
+        import mlflow.keras
+
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.keras.log_model(model, name=name, pip_requirements=_model_requirements())
+            mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
+        return info.model_uri
+
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
 
@@ -97,6 +115,13 @@ class PipelineRun:
         except BaseException:
             self.fail()
             raise
+
+
+def _model_requirements() -> list:
+    """Exact pins of what loading the model needs (skips MLflow's slow inference)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("keras", "keras-hub", "tensorflow", "tensorflow-text")]
 
 
 def find_run(client: MlflowClient, experiment_id: str, pipeline_run_id: str) -> Optional[str]:

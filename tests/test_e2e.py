@@ -81,6 +81,8 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
             assert f.read().strip() == evaluation["samples"][name]
     assert {"samples/epoch_001.txt", "samples/epoch_002.txt", "vocabulary/vocab.txt"} <= set(paths)
     assert {"model/minigpt.keras", "model/saved_model.pb", "model/vocab.txt"} <= set(paths)
+    (logged,) = client.search_logged_models([run.info.experiment_id])
+    assert (logged.name, logged.source_run_id) == ("minigpt", run.info.run_id)
     assert f"MLflow run:       {run.info.run_id}" in first.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db" in first.stdout
     assert f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in first.stdout

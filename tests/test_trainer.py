@@ -3,6 +3,7 @@
 import json
 import os
 
+import mlflow.keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -84,6 +85,10 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
     with open(os.path.join(fn_args.serving_model_dir, model_bundle.MANIFEST_FILE)) as f:
         assert json.load(f)["pipeline_run_id"] == "run-1"
+    (logged,) = client.search_logged_models([run.info.experiment_id])
+    assert (logged.name, logged.source_run_id) == ("minigpt", run.info.run_id)
+    reloaded = mlflow.keras.load_model(f"models:/{logged.model_id}")
+    assert reloaded.count_params() == model.count_params()
     # The SavedModel serves token ids -> logits in plain TensorFlow, without Keras or
     # tensorflow_text (no tokenizer ops in the graph).
     served = tf.saved_model.load(fn_args.serving_model_dir)

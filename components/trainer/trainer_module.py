@@ -117,5 +117,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             cfg[keys.VOCABULARY_PATH],
         )
         run.log_artifact(cfg[keys.VOCABULARY_PATH], "vocabulary")
+        # The whole bundle (SavedModel, .keras, vocab, manifest) as files, and the Keras
+        # model as an MLflow model that `mlflow.keras.load_model` can load.
         run.log_artifact(fn_args.serving_model_dir, "model")
+        run.log_keras_model(model, name="minigpt")
     logger.info("Trained model exported to %s (MLflow run %s).", fn_args.serving_model_dir, run.run_id)
