@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG
+from pipeline.config import flatten, load_config
 from pipeline.run_summary import latest_run
 from tests.conftest import REPO_ROOT, TINY_CONFIG
 
@@ -59,6 +60,9 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.tags[PIPELINE_RUN_ID_TAG] == summary.pipeline_run_id
     params = run.data.params
+    # Every config value is a param (Trainer and Evaluator each log their sections).
+    resolved = flatten(load_config(TINY_CONFIG, [f"output_dir={out}"]))
+    assert set(resolved) <= set(params), set(resolved) - set(params)
     assert params["train.batch_size"] == "16" and params["model.seq_len"] == "32"
     assert params["data.min_training_seq_len"] == "450" and params["vocab.vocabulary_size"] == "1000"
     assert params["eval.decoders.beam"] == "{'num_beams': 3}"
