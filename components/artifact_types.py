@@ -1,5 +1,8 @@
 """Artifact types this project adds to TFX's standard ones."""
 
+from typing import List
+
+from tfx.dsl.io import fileio
 from tfx.types import artifact
 
 
@@ -14,3 +17,9 @@ class Vocabulary(artifact.Artifact):
     PROPERTIES = {}
 
     FILE_NAME = "vocab.txt"
+
+
+def read_vocabulary(path: str) -> List[str]:
+    """Tokens of a vocab.txt file, in id order; local or remote (gs://) paths."""
+    with fileio.open(path, "r") as f:
+        return f.read().splitlines()

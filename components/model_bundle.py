@@ -14,8 +14,8 @@ from typing import List, Tuple
 
 import keras
 
+from components.artifact_types import read_vocabulary
 from components.minigpt.model import GPTConfig
-from components.minigpt.tokenizer import read_vocabulary
 
 KERAS_MODEL_FILE = "minigpt.keras"
 VOCAB_FILE = "vocab.txt"

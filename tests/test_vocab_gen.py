@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import Channel, standard_artifacts
 
-from components.artifact_types import Vocabulary
+from components.artifact_types import Vocabulary, read_vocabulary
 from components.vocab_gen import executor
 from components.vocab_gen.component import VocabGen
 from components.vocab_gen.wordpiece import ComputeVocabulary, learn_vocabulary, pretokenize_lines
@@ -84,7 +84,7 @@ def test_executor_writes_vocab_file(tmp_path):
     executor.Executor(BaseBeamExecutor.Context(tmp_dir=str(tmp_path))).Do(
         {"examples": [examples]}, {"vocabulary": [vocabulary]}, component.exec_properties
     )
-    written = executor.read_vocabulary(vocabulary.uri)
+    written = read_vocabulary(os.path.join(vocabulary.uri, Vocabulary.FILE_NAME))
     assert written == keras_nlp_vocabulary(lines, 5000)
     assert vocabulary.get_int_custom_property("size") == len(written)
 

@@ -29,7 +29,7 @@ class TextCodec:
         return self.packer(labels), labels
 
     def detokenize(self, token_ids) -> List[str]:
-        """Int ids (B, T) -> one string per row, [PAD] tail stripped."""
+        """Int ids (B, T) -> one string per row, without [PAD] tokens."""
         texts = self.tokenizer.detokenize(token_ids)
         return [_as_str(t) for t in texts]
 
@@ -38,8 +38,3 @@ def _as_str(text) -> str:
     text = text.numpy() if hasattr(text, "numpy") else text
     text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
     return text.replace(" [PAD]", "").strip()
-
-
-def read_vocabulary(path: str) -> List[str]:
-    with open(path, encoding="utf-8") as f:
-        return f.read().splitlines()

@@ -20,10 +20,11 @@ import keras
 from tfx import v1 as tfx
 
 from components import model_bundle
+from components.artifact_types import read_vocabulary
 from components.lm_data import lm_dataset
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, compile_model
-from components.minigpt.tokenizer import TextCodec, read_vocabulary
+from components.minigpt.tokenizer import TextCodec
 from components.tracking import PipelineRun
 from components.trainer import keys
 

@@ -11,10 +11,9 @@ import apache_beam as beam
 import tensorflow as tf
 from tfx import types
 from tfx.dsl.components.base import base_beam_executor
-from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from components.artifact_types import Vocabulary
+from components.artifact_types import Vocabulary, read_vocabulary
 from components.text_example_gen.executor import TEXT_FEATURE
 from components.vocab_gen.wordpiece import ComputeVocabulary
 
@@ -31,11 +30,6 @@ SPLIT = "train"
 def example_text(serialized: bytes) -> bytes:
     """The `text` feature of a serialized tf.train.Example."""
     return tf.train.Example.FromString(serialized).features.feature[TEXT_FEATURE].bytes_list.value[0]
-
-
-def read_vocabulary(vocab_dir: str) -> List[str]:
-    with fileio.open(os.path.join(vocab_dir, Vocabulary.FILE_NAME), "r") as f:
-        return f.read().splitlines()
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -75,6 +69,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "JoinLines" >> beam.Map("\n".join)
                 | "WriteVocab" >> beam.io.WriteToText(vocab_path, shard_name_template="")
             )
-        size = len(read_vocabulary(vocabulary.uri))
+        size = len(read_vocabulary(vocab_path))
         vocabulary.set_int_custom_property("size", size)
         logger.info("Wrote %d tokens to %s", size, vocab_path)
