@@ -2,6 +2,7 @@
 
 The Trainer writes it into TFX's `serving_model_dir`; the Evaluator (and later a
 serving or decoding benchmark) rebuilds everything from it without guessing settings.
+Paths may be local or remote (gs://): files go through TFX's fileio.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from typing import List, Tuple
 
 import keras
+from tfx.dsl.io import fileio
 
 from components.artifact_types import read_vocabulary
 from components.minigpt.model import GPTConfig
@@ -35,15 +36,15 @@ def export(serving_model_dir: str, model: keras.Model, manifest: Manifest, vocab
     """Writes the SavedModel for serving, then the files the Evaluator loads."""
     model.export(serving_model_dir, format="tf_saved_model", verbose=False)
     model.save(os.path.join(serving_model_dir, KERAS_MODEL_FILE))
-    shutil.copy(vocab_path, os.path.join(serving_model_dir, VOCAB_FILE))
-    with open(os.path.join(serving_model_dir, MANIFEST_FILE), "w", encoding="utf-8") as f:
-        json.dump(dataclasses.asdict(manifest), f, indent=2, sort_keys=True)
+    fileio.copy(vocab_path, os.path.join(serving_model_dir, VOCAB_FILE), overwrite=True)
+    with fileio.open(os.path.join(serving_model_dir, MANIFEST_FILE), "w") as f:
+        f.write(json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True))
 
 
 def load(serving_model_dir: str) -> Tuple[keras.Model, Manifest, List[str]]:
     """(model, manifest, vocabulary) from a directory written by `export`."""
-    with open(os.path.join(serving_model_dir, MANIFEST_FILE), encoding="utf-8") as f:
-        raw = json.load(f)
+    with fileio.open(os.path.join(serving_model_dir, MANIFEST_FILE), "r") as f:
+        raw = json.loads(f.read())
     manifest = Manifest(**{**raw, "model": GPTConfig(**raw["model"])})
     model = keras.saving.load_model(os.path.join(serving_model_dir, KERAS_MODEL_FILE), compile=False)
     return model, manifest, read_vocabulary(os.path.join(serving_model_dir, VOCAB_FILE))
