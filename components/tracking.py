@@ -48,15 +48,15 @@ class PipelineRun:
     ) -> "PipelineRun":
         """Finds the run tagged with `pipeline_run_id`, or creates it."""
         client = MlflowClient(tracking_uri)
+        found = find_run(client, experiment_name, pipeline_run_id)
+        if found:
+            return cls(client, found)
         experiment = client.get_experiment_by_name(experiment_name)
         experiment_id = (
             experiment.experiment_id
             if experiment
             else client.create_experiment(experiment_name, default_artifact_location(tracking_uri))
         )
-        found = find_run(client, experiment_id, pipeline_run_id)
-        if found:
-            return cls(client, found)
         run = client.create_run(
             experiment_id,
             run_name=f"{pipeline_name}-{pipeline_run_id}",
@@ -124,8 +124,12 @@ def _model_requirements() -> list:
     return [f"{name}=={version(name)}" for name in ("keras", "keras-hub", "tensorflow", "tensorflow-text")]
 
 
-def find_run(client: MlflowClient, experiment_id: str, pipeline_run_id: str) -> Optional[str]:
+def find_run(client: MlflowClient, experiment_name: str, pipeline_run_id: str) -> Optional[str]:
+    """Id of the MLflow run tagged with `pipeline_run_id`, or None (also if no experiment)."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
     runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{PIPELINE_RUN_ID_TAG}` = '{pipeline_run_id}'", max_results=1
+        [experiment.experiment_id], filter_string=f"tags.`{PIPELINE_RUN_ID_TAG}` = '{pipeline_run_id}'", max_results=1
     )
     return runs[0].info.run_id if runs else None

@@ -78,11 +78,10 @@ def _fail_open_mlflow_run(cfg: PipelineConfig) -> None:
     from pipeline.run_summary import latest_run
 
     summary = latest_run(cfg.metadata_path)
-    client = MlflowClient(cfg.resolved_tracking_uri())
-    experiment = client.get_experiment_by_name(cfg.mlflow.experiment_name)
-    if summary is None or experiment is None:
+    if summary is None:
         return
-    run_id = find_run(client, experiment.experiment_id, summary.pipeline_run_id)
+    client = MlflowClient(cfg.resolved_tracking_uri())
+    run_id = find_run(client, cfg.mlflow.experiment_name, summary.pipeline_run_id)
     if run_id and client.get_run(run_id).info.status == "RUNNING":
         client.set_terminated(run_id, "FAILED")
 
@@ -139,7 +138,6 @@ def configure_logging() -> None:
     # Keras warns on every call that keras_hub's attention sub-layers drop the padding
     # mask; the decoder applies its own causal + padding mask, so the warning is noise.
     warnings.filterwarnings("ignore", message=".*does not support masking.*")
-    warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match.*")
     # Beam's DirectRunner relays every worker's start-up warnings; they are not ours to fix.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
