@@ -14,5 +14,13 @@ class InputDataError(UserInputError):
     """Input data that the pipeline cannot train on (missing, empty, not UTF-8, ...)."""
 
 
-class ConfigValueError(UserInputError):
-    """A config value that only turns out wrong once the data is known."""
+class ConfigError(UserInputError):
+    """A config key holds a bad value; the message names the key and the problem.
+
+    Raised when the config is loaded, or by a component for a value that only turns out
+    wrong once the data is known (a decoder's `k` above the learned vocabulary).
+    """
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"config error: {key}: {problem}")
+        self.key = key

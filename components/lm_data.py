@@ -11,8 +11,8 @@ from typing import List
 import tensorflow as tf
 
 from components.errors import InputDataError
+from components.formats import parse_text
 from components.minigpt.tokenizer import TextCodec
-from components.text_example_gen.executor import TEXT_FEATURE
 
 
 def read_lines(file_patterns: List[str]) -> tf.data.Dataset:
@@ -20,10 +20,7 @@ def read_lines(file_patterns: List[str]) -> tf.data.Dataset:
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise InputDataError(f"No TFRecord files match {file_patterns}; rerun TextExampleGen.")
-    spec = {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string)}
-    return tf.data.TFRecordDataset(files, compression_type="GZIP").map(
-        lambda record: tf.io.parse_single_example(record, spec)[TEXT_FEATURE]
-    )
+    return tf.data.TFRecordDataset(files, compression_type="GZIP").map(parse_text)
 
 
 def lm_dataset(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import keras
 from tfx.dsl.io import fileio
@@ -30,6 +30,9 @@ class Manifest:
     # The MLflow run that trained this model (a cached rerun points back at it).
     mlflow_run_id: str
     pipeline_run_id: str
+    # The settings that trained this model, as logged to MLflow (flat `section.key`
+    # names): an Evaluator that reruns on a cached model records them in its own run.
+    params: Dict[str, Any]
 
 
 def export(serving_model_dir: str, model: keras.Model, manifest: Manifest, vocab_path: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
@@ -21,6 +21,41 @@ PIPELINE_NAME_TAG = "tfx.pipeline_name"
 # Where the MLflow run whose outputs a cached component reused was logged.
 TRAINED_IN_RUN_TAG = "minigpt.trained_in_run"
 ARTIFACT_DIR = "mlartifacts"
+# MLflow's own variables. Where to report is not what to compute, so the Trainer reads
+# them from its environment rather than from a parameter, which would be part of TFX's
+# cache key and retrain the model when only the tracking server changed.
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
+
+
+@contextlib.contextmanager
+def tracking_environment(tracking_uri: str, experiment_name: str) -> Iterator[None]:
+    """Sets MLflow's variables for the executors run inside the block, then restores them."""
+    saved = {name: os.environ.get(name) for name in (TRACKING_URI_ENV, EXPERIMENT_NAME_ENV)}
+    os.environ[TRACKING_URI_ENV], os.environ[EXPERIMENT_NAME_ENV] = tracking_uri, experiment_name
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def tracking_from_environment() -> Dict[str, str]:
+    """{"tracking_uri", "experiment_name"} from MLflow's variables, which the runner sets.
+
+    Raises:
+      RuntimeError: a variable is unset (a runner that does not set them is misconfigured).
+    """
+    missing = [name for name in (TRACKING_URI_ENV, EXPERIMENT_NAME_ENV) if not os.environ.get(name)]
+    if missing:
+        raise RuntimeError(
+            f"{' and '.join(missing)} not set for this component: pipeline/run.py sets them for local runs; "
+            "on Kubeflow/Vertex set them in the component containers' environment."
+        )
+    return {"tracking_uri": os.environ[TRACKING_URI_ENV], "experiment_name": os.environ[EXPERIMENT_NAME_ENV]}
 
 
 def default_artifact_location(tracking_uri: str) -> Optional[str]:

@@ -10,34 +10,23 @@ from __future__ import annotations
 import dataclasses
 import os
 from typing import Any, Mapping, Optional, Sequence
+from urllib.parse import urlparse
 
 import yaml
 
-# Decoders the evaluator knows, with the parameters each accepts (keras_hub.samplers).
-DECODER_PARAMS = {
-    "greedy": set(),
-    "beam": {"num_beams"},
-    "random": set(),
-    "top_k": {"k"},
-    "top_p": {"p", "k"},
-    "contrastive": {"k", "alpha"},
-}
+from components.errors import ConfigError
+from components.minigpt.decoders import check_decoders
+
 EMBEDDED_CORPUS = "embedded"
 REQUIRED_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[BOS]")
-
-
-class ConfigError(ValueError):
-    """A config key holds a bad value; the message names the key and the problem."""
-
-    def __init__(self, key: str, problem: str):
-        super().__init__(f"config error: {key}: {problem}")
-        self.key = key
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     # "embedded" (the corpus shipped in the package), a local directory, a gs:// directory,
     # or an http(s)/file URL of a zip in SimpleBooks' layout (downloaded once, cached).
+    # A relative directory in a config file is relative to that file; in --set, to the
+    # current directory.
     corpus: str = EMBEDDED_CORPUS
     # Folder inside the extracted zip that holds the split files.
     zip_subdir: str = "simplebooks-92-raw"
@@ -77,8 +66,10 @@ class TrainConfig:
     validation_steps: Optional[int] = None
     learning_rate: float = 0.001
     shuffle_buffer: int = 256
-    # Top-k sample generated at the end of every epoch and logged to MLflow.
+    # Top-k sample generated at the end of every epoch and logged to MLflow: its k and
+    # length in tokens (a training setting: the Evaluator's decoders are eval.*).
     epoch_sample_k: int = 10
+    epoch_sample_tokens: int = 80
     seed: int = 42
 
 
@@ -121,7 +112,7 @@ class BeamConfig:
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     pipeline_name: str = "minigpt"
-    # Pipeline root, MLMD store, serving model and the default MLflow store live here.
+    # Pipeline root, MLMD store, checkpoints and the default MLflow store live here.
     output_dir: str = "outputs"
     data: DataConfig = DataConfig()
     vocab: VocabConfig = VocabConfig()
@@ -138,10 +129,6 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> str:
         return os.path.join(self.output_dir, "metadata.sqlite")
-
-    @property
-    def serving_model_dir(self) -> str:
-        return os.path.join(self.output_dir, "serving_model")
 
     def resolved_tracking_uri(self) -> str:
         """Config value, else $MLFLOW_TRACKING_URI, else a SQLite file in output_dir."""
@@ -187,6 +174,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Pi
                 raise ConfigError(path, f"is not valid YAML ({e.__class__.__name__})") from None
         if not isinstance(raw, dict):
             raise ConfigError(path, "must hold a mapping of sections")
+        _resolve_relative_corpus(raw, os.path.dirname(os.path.abspath(path)))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -195,6 +183,19 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Pi
     cfg = _build(PipelineConfig, raw, "")
     validate(cfg)
     return cfg
+
+
+def _resolve_relative_corpus(raw: dict, config_dir: str) -> None:
+    """A relative local `data.corpus` in a config file names a folder beside that file."""
+    data = raw.get("data")
+    corpus = data.get("corpus") if isinstance(data, dict) else None
+    if (
+        isinstance(corpus, str)
+        and corpus not in ("", EMBEDDED_CORPUS)
+        and not urlparse(corpus).scheme
+        and not os.path.isabs(os.path.expanduser(corpus))
+    ):
+        data["corpus"] = os.path.normpath(os.path.join(config_dir, corpus))
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -268,7 +269,14 @@ def validate(cfg: PipelineConfig) -> None:
     """Checks values that types alone do not catch; raises ConfigError on the first."""
     for section, names in {
         "model": ("seq_len", "embed_dim", "ff_dim", "num_heads", "num_layers"),
-        "train": ("batch_size", "epochs", "learning_rate", "shuffle_buffer", "epoch_sample_k"),
+        "train": (
+            "batch_size",
+            "epochs",
+            "learning_rate",
+            "shuffle_buffer",
+            "epoch_sample_k",
+            "epoch_sample_tokens",
+        ),
         "eval": ("num_tokens_to_generate", "batch_size"),
     }.items():
         for name in names:
@@ -297,29 +305,19 @@ def validate(cfg: PipelineConfig) -> None:
             "vocab.vocabulary_size",
             f"must be larger than the {len(reserved)} reserved tokens, got {cfg.vocab.vocabulary_size}",
         )
-    if cfg.eval.num_tokens_to_generate + 1 > cfg.model.seq_len:
+    for key, num_tokens in (
+        ("eval.num_tokens_to_generate", cfg.eval.num_tokens_to_generate),
+        ("train.epoch_sample_tokens", cfg.train.epoch_sample_tokens),
+    ):
+        if num_tokens + 1 > cfg.model.seq_len:
+            raise ConfigError(key, f"[BOS] + {num_tokens} tokens exceed model.seq_len {cfg.model.seq_len}")
+    # The learned vocabulary may come out smaller; the Trainer checks again against it.
+    if cfg.train.epoch_sample_k > cfg.vocab.vocabulary_size:
         raise ConfigError(
-            "eval.num_tokens_to_generate",
-            f"[BOS] + {cfg.eval.num_tokens_to_generate} tokens exceed model.seq_len {cfg.model.seq_len}",
+            "train.epoch_sample_k",
+            f"{cfg.train.epoch_sample_k} exceeds vocab.vocabulary_size ({cfg.vocab.vocabulary_size} tokens)",
         )
-    if not cfg.eval.decoders:
-        raise ConfigError("eval.decoders", "must name at least one decoder")
-    for name, params in cfg.eval.decoders.items():
-        key = f"eval.decoders.{name}"
-        if name not in DECODER_PARAMS:
-            raise ConfigError(key, f"unknown decoder (known: {', '.join(DECODER_PARAMS)})")
-        if not isinstance(params, Mapping):
-            raise ConfigError(key, f"must map parameter names to values, got {params!r}")
-        unknown = set(params) - DECODER_PARAMS[name]
-        if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}", f"unknown parameter for {name}")
-        for pname, pvalue in params.items():
-            if isinstance(pvalue, bool) or not isinstance(pvalue, (int, float)) or pvalue <= 0:
-                raise ConfigError(f"{key}.{pname}", f"must be a positive number, got {pvalue!r}")
-        if "p" in params and params["p"] > 1:
-            raise ConfigError(f"{key}.p", f"must be in (0, 1], got {params['p']}")
-        if "alpha" in params and params["alpha"] > 1:
-            raise ConfigError(f"{key}.alpha", f"must be in (0, 1], got {params['alpha']}")
+    check_decoders(cfg.eval.decoders, cfg.vocab.vocabulary_size, "vocab.vocabulary_size")
     for field in ("train_file", "eval_file", "corpus"):
         if not getattr(cfg.data, field):
             raise ConfigError(f"data.{field}", "must not be empty")

@@ -6,7 +6,13 @@ SimpleBooks' layout: one paragraph per line, UTF-8, `train.txt` / `valid.txt`.
 
 from __future__ import annotations
 
+import http.client
 import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
 from typing import Optional
 from urllib.parse import urlparse
 
@@ -15,9 +21,11 @@ from components.errors import InputDataError
 # gutenberg-small: 10 public-domain books in SimpleBooks' layout (see SOURCE.md there).
 EMBEDDED_CORPUS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "embedded_corpus")
 EMBEDDED = "embedded"
-# The reference's download; `make run` never fetches it (configs/simplebooks92.yaml does).
-SIMPLEBOOKS_URL = "https://dldata-public.s3.us-east-2.amazonaws.com/simplebooks.zip"
 DOWNLOAD_SCHEMES = ("http", "https", "file")
+# Seconds without a byte from the server before a download is given up.
+DOWNLOAD_TIMEOUT_S = 60
+# What a failed fetch raises: the user can fix these (URL, network, server).
+NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
 def is_download(corpus: str) -> bool:
@@ -27,20 +35,33 @@ def is_download(corpus: str) -> bool:
 def download_and_extract(url: str, subdir: str, cache_dir: str) -> str:
     """Fetches a zip once into `cache_dir/datasets`, extracts it, returns `subdir` in it.
 
-    A second call finds the cached zip and downloads nothing.
-    """
-    import keras  # pylint: disable=import-outside-toplevel
+    A second call finds the extracted copy and downloads nothing. The zip and the
+    extracted folder appear under their final names only once complete, so an
+    interrupted run never leaves a partial copy that a later run would trust.
 
-    cache_dir = os.path.expanduser(cache_dir)
-    # get_file silently falls back to /tmp/.keras when cache_dir does not exist yet.
-    os.makedirs(cache_dir, exist_ok=True)
-    try:
-        extracted = keras.utils.get_file(origin=url, extract=True, cache_dir=cache_dir, cache_subdir="datasets")
-    except Exception as e:  # urllib/zipfile raise many types; all mean "could not fetch"
-        raise InputDataError(
-            f"data.corpus: could not download or extract {url} ({e.__class__.__name__}: {e}); "
-            "check the URL and network, or point data.corpus at a local copy."
-        ) from None
+    Raises:
+      InputDataError: the URL cannot be fetched, the file is not a safe zip, or it has
+        no folder `subdir`. Other errors (a bug, a permission problem) keep their cause.
+    """
+    datasets = os.path.join(os.path.expanduser(cache_dir), "datasets")
+    os.makedirs(datasets, exist_ok=True)
+    zip_path = os.path.join(datasets, os.path.basename(urlparse(url).path) or "corpus.zip")
+    extracted = os.path.splitext(zip_path)[0]
+    if not os.path.isdir(extracted):
+        try:
+            if not os.path.exists(zip_path):
+                _download(url, zip_path)
+            _extract_zip(zip_path, extracted)
+        except NETWORK_ERRORS as e:
+            raise InputDataError(
+                f"data.corpus: could not download {url} ({e.__class__.__name__}: {e}); "
+                "check the URL and network, or point data.corpus at a local copy."
+            ) from e
+        except zipfile.BadZipFile as e:
+            os.remove(zip_path)
+            raise InputDataError(
+                f"data.corpus: {url} is not a valid, safe zip ({e}); check the URL (the download was removed)."
+            ) from e
     found = _find_subdir(extracted, subdir)
     if found is None:
         raise InputDataError(
@@ -48,6 +69,38 @@ def download_and_extract(url: str, subdir: str, cache_dir: str) -> str:
             "set data.zip_subdir to the folder that holds the split files."
         )
     return found
+
+
+def _download(url: str, path: str) -> None:
+    """Streams `url` into `path` through a temporary file in the same folder."""
+    with tempfile.NamedTemporaryFile(dir=os.path.dirname(path), suffix=".part", delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                shutil.copyfileobj(response, tmp)
+        except BaseException:
+            os.remove(tmp.name)
+            raise
+    os.replace(tmp.name, path)
+
+
+def _extract_zip(zip_path: str, target: str) -> None:
+    """Extracts into a temporary folder, then renames it to `target`.
+
+    Members that would land outside the folder (absolute paths, `..`) are refused.
+    """
+    with zipfile.ZipFile(zip_path) as zf:
+        staging = tempfile.mkdtemp(dir=os.path.dirname(target), suffix=".part")
+        try:
+            root = os.path.realpath(staging)
+            for member in zf.namelist():
+                dest = os.path.realpath(os.path.join(root, member))
+                if os.path.commonpath([root, dest]) != root:
+                    raise zipfile.BadZipFile(f"member {member!r} would be written outside the extraction folder")
+            zf.extractall(staging)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 def _find_subdir(root: str, name: str, depth: int = 2) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""The TFX pipeline: TextExampleGen -> VocabGen -> Trainer -> Evaluator.
+"""The TFX pipeline: TextExampleGen -> VocabGen -> DecoderCheck -> Trainer -> Evaluator.
 
 `create_pipeline` is pure wiring; choosing a runner (local, Kubeflow/Vertex) is the
 runner module's business.
@@ -7,11 +7,13 @@ runner module's business.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import List, Optional
 
 from tfx import v1 as tfx
 
+from components.decoder_check import DecoderCheck
 from components.evaluator.component import Evaluator
 from components.text_example_gen.component import TextExampleGen
 from components.trainer import keys
@@ -22,8 +24,9 @@ from pipeline.config import PipelineConfig, flatten
 TRAINER_MODULE_FILE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components", "trainer", "trainer_module.py"
 )
-# Settings that shape the model, logged by the Trainer; the Evaluator logs its own.
+# Settings that shape the model, logged by the Trainer; the Evaluator logs the others.
 TRAINER_PARAM_SECTIONS = ("data", "vocab", "model", "train")
+EVALUATOR_PARAM_SECTIONS = ("eval", "mlflow", "beam")
 
 
 def beam_pipeline_args(cfg: PipelineConfig) -> List[str]:
@@ -56,8 +59,6 @@ def create_pipeline(
     Returns:
       A tfx.dsl.Pipeline with caching enabled.
     """
-    mlflow_cfg = {"tracking_uri": cfg.resolved_tracking_uri(), "experiment_name": cfg.mlflow.experiment_name}
-
     # Text lines -> length filter -> gzip TFRecords of tf.Example{text} (train / eval).
     example_gen = TextExampleGen(
         input_base=corpus_dir,
@@ -72,7 +73,13 @@ def create_pipeline(
         reserved_tokens=cfg.vocab.reserved_tokens,
         lowercase=cfg.vocab.lowercase,
     )
-    # Fits the Keras mini-GPT; per-epoch metrics and samples go to MLflow.
+    # Decoder settings that the learned vocabulary cannot hold stop the run before training.
+    decoder_check = DecoderCheck(
+        vocabulary=vocab_gen.outputs["vocabulary"], decoders=json.dumps(cfg.eval.decoders, sort_keys=True)
+    )
+    # Fits the Keras mini-GPT; per-epoch metrics and samples go to MLflow. Only what
+    # shapes the model goes in custom_config (TFX's cache key); the MLflow tracking
+    # settings reach the executor through MLflow's environment variables (run.py).
     trainer = Trainer(
         examples=example_gen.outputs["examples"],
         vocabulary=vocab_gen.outputs["vocabulary"],
@@ -81,24 +88,25 @@ def create_pipeline(
             keys.MODEL: dataclasses.asdict(cfg.model),
             keys.TRAIN: dataclasses.asdict(cfg.train),
             keys.LOWERCASE: cfg.vocab.lowercase,
-            keys.NUM_TOKENS_TO_GENERATE: cfg.eval.num_tokens_to_generate,
-            keys.MLFLOW: mlflow_cfg,
             keys.PARAMS: _params(cfg, TRAINER_PARAM_SECTIONS),
             keys.CHECKPOINT_ROOT: os.path.join(os.path.abspath(cfg.output_dir), "checkpoints"),
         },
     )
+    trainer.add_upstream_node(decoder_check)
     # Perplexity on the eval split and a sample from every decoder; ends the MLflow run.
+    # Its tracking settings are parameters: a new tracking server reruns the evaluation
+    # into it (the model stays cached).
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         eval_config=dataclasses.asdict(cfg.eval),
-        mlflow_config=mlflow_cfg,
-        params=_params(cfg, ("eval", "mlflow", "beam")),
+        mlflow_config={"tracking_uri": cfg.resolved_tracking_uri(), "experiment_name": cfg.mlflow.experiment_name},
+        params=_params(cfg, EVALUATOR_PARAM_SECTIONS),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=os.path.abspath(cfg.pipeline_root),
-        components=[example_gen, vocab_gen, trainer, evaluator],
+        components=[example_gen, vocab_gen, decoder_check, trainer, evaluator],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args(cfg),

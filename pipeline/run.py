@@ -21,8 +21,8 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
     sys.path[0] = _REPO_ROOT
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from components.errors import UserInputError  # noqa: E402
-from pipeline.config import ConfigError, PipelineConfig, load_config  # noqa: E402
+from components.errors import ConfigError, UserInputError  # noqa: E402
+from pipeline.config import PipelineConfig, load_config  # noqa: E402
 
 RUNNERS = ("DirectRunner",)
 
@@ -56,6 +56,7 @@ def run(cfg: PipelineConfig) -> None:
 
     from tfx import v1 as tfx
 
+    from components.tracking import tracking_environment
     from pipeline.pipeline import create_pipeline
 
     os.makedirs(cfg.output_dir, exist_ok=True)
@@ -63,7 +64,8 @@ def run(cfg: PipelineConfig) -> None:
         cfg, corpus_dir, tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
     )
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        with tracking_environment(cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name):
+            tfx.orchestration.LocalDagRunner().run(pipeline)
     except BaseException:
         _fail_open_mlflow_run(cfg)
         raise

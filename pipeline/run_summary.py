@@ -14,7 +14,7 @@ from typing import Dict, Optional
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from components.evaluator.executor import RESULT_FILE
+from components.formats import EVALUATION_FILE
 
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 STATE_NAMES = {
@@ -56,7 +56,7 @@ def latest_run(metadata_path: str) -> Optional[RunSummary]:
         outputs = {artifact_types[a.type_id]: a.uri for a in store.get_artifacts_by_id(output_ids)}
     evaluation = None
     if "ModelEvaluation" in outputs:
-        path = os.path.join(outputs["ModelEvaluation"], RESULT_FILE)
+        path = os.path.join(outputs["ModelEvaluation"], EVALUATION_FILE)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 evaluation = json.load(f)

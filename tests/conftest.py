@@ -26,7 +26,7 @@ def write_examples(path, lines) -> None:
     """A gzip TFRecord file of tf.Example{text}, as TextExampleGen writes them."""
     import tensorflow as tf
 
-    from components.text_example_gen.executor import text_to_example
+    from components.formats import text_to_example
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:

@@ -2,8 +2,9 @@ import os
 
 import pytest
 
-from pipeline.config import ConfigError, PipelineConfig, flatten, load_config
-from tests.conftest import REPO_ROOT
+from components.errors import ConfigError
+from pipeline.config import PipelineConfig, flatten, load_config
+from tests.conftest import REPO_ROOT, TINY_CONFIG, TINY_CORPUS
 
 CONFIGS = os.path.join(REPO_ROOT, "configs")
 
@@ -47,6 +48,12 @@ def test_overrides_parse_yaml_values():
         ("eval.decoders={nucleus: {}}", "eval.decoders.nucleus"),
         ("eval.decoders={top_k: {kk: 3}}", "eval.decoders.top_k.kk"),
         ("eval.decoders={top_p: {p: 1.5}}", "eval.decoders.top_p.p"),
+        ("eval.decoders={contrastive: {k: 3, alpha: 0}}", "eval.decoders.contrastive.alpha"),
+        ("eval.decoders={top_k: {k: 2.5}}", "eval.decoders.top_k.k"),
+        ("eval.decoders={greedy: []}", "eval.decoders.greedy"),
+        ("eval.decoders={}", "eval.decoders"),
+        ("train.epoch_sample_tokens=128", "train.epoch_sample_tokens"),
+        ("train.epoch_sample_k=5001", "train.epoch_sample_k"),
         ("eval.num_tokens_to_generate=200", "eval.num_tokens_to_generate"),
         ("model.num_heads=300", "model.num_heads"),
         ("data.min_training_seq_len=-5", "data.min_training_seq_len"),
@@ -85,3 +92,38 @@ def test_flatten_keeps_decoders_whole():
     assert flat["train.batch_size"] == 64
     assert flat["eval.decoders.beam"] == {"num_beams": 10}
     assert "eval.decoders.beam.num_beams" not in flat
+
+
+@pytest.mark.parametrize(
+    "decoders, key",
+    [
+        ("{top_k: {k: 5001}}", "eval.decoders.top_k.k"),
+        ("{beam: {num_beams: 5001}}", "eval.decoders.beam.num_beams"),
+        ("{top_p: {p: 0.5, k: 5001}}", "eval.decoders.top_p.k"),
+        ("{contrastive: {k: 5001, alpha: 0.6}}", "eval.decoders.contrastive.k"),
+    ],
+)
+def test_candidate_counts_above_the_vocabulary_fail_at_load(decoders, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(os.path.join(CONFIGS, "default.yaml"), [f"eval.decoders={decoders}"])
+    assert err.value.key == key
+    assert "exceeds vocab.vocabulary_size (5000 tokens)" in str(err.value)
+    # At the vocabulary size exactly, it is allowed; a smaller vocabulary moves the bar.
+    load_config(os.path.join(CONFIGS, "default.yaml"), [f"eval.decoders={decoders.replace('5001', '5000')}"])
+    with pytest.raises(ConfigError):
+        load_config(None, ["vocab.vocabulary_size=100", "eval.decoders={top_k: {k: 101}}"])
+
+
+def test_relative_corpus_in_a_config_file_is_relative_to_that_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # anywhere but the checkout
+    assert load_config(TINY_CONFIG).data.corpus == TINY_CORPUS
+    moved = tmp_path / "sub" / "my.yaml"
+    moved.parent.mkdir()
+    moved.write_text("data:\n  corpus: corpus_here\n")
+    assert load_config(str(moved)).data.corpus == str(tmp_path / "sub" / "corpus_here")
+    # Values that are not local relative paths stay as written.
+    for corpus in ("embedded", "gs://b/books", "https://host/books.zip", "/abs/books"):
+        moved.write_text(f"data:\n  corpus: {corpus}\n")
+        assert load_config(str(moved)).data.corpus == corpus
+    # On the command line a relative path is relative to the current directory, as a shell user expects.
+    assert load_config(TINY_CONFIG, ["data.corpus=mine"]).data.corpus == "mine"

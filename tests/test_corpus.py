@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 from components.errors import InputDataError
+from pipeline import corpus
 from pipeline.corpus import EMBEDDED_CORPUS_DIR, check_split_file, resolve_corpus_dir
 
 # gutenberg-small as shipped in ../shared/data: results stay comparable between runs only
@@ -63,6 +64,7 @@ def http_server(tmp_path, tiny_corpus):
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def test_download_extracts_once_and_reuses_the_cache(http_server, tmp_path, tiny_corpus):
@@ -88,6 +90,47 @@ def test_download_errors_are_one_clear_line(http_server, tmp_path):
         resolve_corpus_dir(http_server + "/missing.zip", "simplebooks-92-raw", str(tmp_path / "c1"))
     with pytest.raises(InputDataError, match="data.zip_subdir"):
         resolve_corpus_dir(http_server + "/simplebooks.zip", "no-such-folder", str(tmp_path / "c2"))
+
+
+def test_a_file_that_is_not_a_zip_is_one_clear_line_and_removed(http_server, tmp_path):
+    (tmp_path / "serve" / "page.zip").write_text("<html>not found</html>")
+    cache = tmp_path / "cache"
+    with pytest.raises(InputDataError, match="page.zip is not a valid, safe zip"):
+        resolve_corpus_dir(http_server + "/page.zip", "simplebooks-92-raw", str(cache))
+    assert os.listdir(cache / "datasets") == []
+
+
+def test_a_zip_with_members_outside_its_folder_is_refused(http_server, tmp_path):
+    with zipfile.ZipFile(tmp_path / "serve" / "evil.zip", "w") as zf:
+        zf.writestr("books/train.txt", "fine\n")
+        zf.writestr("../../escaped.txt", "gotcha\n")
+    cache = tmp_path / "cache"
+    with pytest.raises(InputDataError, match=r"member '../../escaped.txt' would be written outside"):
+        resolve_corpus_dir(http_server + "/evil.zip", "books", str(cache))
+    assert not (tmp_path / "escaped.txt").exists() and not (cache / "escaped.txt").exists()
+    assert os.listdir(cache / "datasets") == []
+
+
+def test_an_interrupted_download_leaves_nothing_a_rerun_would_trust(http_server, tmp_path, monkeypatch):
+    def drop_connection(*args, **kwargs):
+        raise ConnectionResetError("connection reset by peer")
+
+    monkeypatch.setattr(corpus.shutil, "copyfileobj", drop_connection)
+    cache = tmp_path / "cache"
+    with pytest.raises(InputDataError, match="could not download .*ConnectionResetError"):
+        resolve_corpus_dir(http_server + "/simplebooks.zip", "simplebooks-92-raw", str(cache))
+    assert os.listdir(cache / "datasets") == []
+    monkeypatch.undo()
+    assert os.path.isdir(resolve_corpus_dir(http_server + "/simplebooks.zip", "simplebooks-92-raw", str(cache)))
+
+
+def test_errors_that_are_not_network_or_archive_errors_keep_their_cause(http_server, tmp_path, monkeypatch):
+    def bug(*args, **kwargs):
+        raise KeyError("a bug, not the user's network")
+
+    monkeypatch.setattr(corpus, "_extract_zip", bug)
+    with pytest.raises(KeyError, match="a bug"):
+        resolve_corpus_dir(http_server + "/simplebooks.zip", "simplebooks-92-raw", str(tmp_path / "cache"))
 
 
 def test_split_file_checks_name_the_file(tiny_corpus):

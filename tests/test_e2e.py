@@ -14,12 +14,14 @@ from tests.conftest import REPO_ROOT, TINY_CONFIG
 
 pytestmark = pytest.mark.slow
 DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
+COMPONENTS = ["TextExampleGen", "VocabGen", "DecoderCheck", "Trainer", "Evaluator"]
 
 
-def run_pipeline(output_dir, *overrides):
+def run_pipeline(output_dir, *overrides, cwd=REPO_ROOT):
+    """`python pipeline/run.py` as a user types it (from `cwd`, by default the checkout)."""
     cmd = [
         sys.executable,
-        "pipeline/run.py",
+        os.path.join(REPO_ROOT, "pipeline", "run.py"),
         "--runner=DirectRunner",
         "--config",
         TINY_CONFIG,
@@ -28,12 +30,12 @@ def run_pipeline(output_dir, *overrides):
     ]
     for item in overrides:
         cmd += ["--set", item]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=900)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
 
 
-def mlflow_runs(output_dir):
-    client = MlflowClient(f"sqlite:///{output_dir}/mlflow.db")
+def mlflow_runs(output_dir, tracking_uri=None):
+    client = MlflowClient(tracking_uri or f"sqlite:///{output_dir}/mlflow.db")
     experiment = client.get_experiment_by_name("minigpt")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"]) if experiment else []
     return client, runs
@@ -48,10 +50,11 @@ def artifact_paths(client, run_id, path=""):
 
 def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     out = tmp_path / "out"
-    first = run_pipeline(out)
+    # Run from outside the checkout: the config's relative corpus path is the config's.
+    first = run_pipeline(out, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     summary = latest_run(str(out / "metadata.sqlite"))
-    assert summary.states == dict.fromkeys(["TextExampleGen", "VocabGen", "Trainer", "Evaluator"], "COMPLETE")
+    assert summary.states == dict.fromkeys(COMPONENTS, "COMPLETE")
 
     # --- One MLflow run holding params, per-epoch metrics, samples and artifacts.
     client, runs = mlflow_runs(out)
@@ -74,7 +77,8 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert run.data.metrics["data.train_lines_too_short"] == 32
     evaluation = summary.evaluation
     assert run.data.metrics["eval_perplexity"] == pytest.approx(evaluation["perplexity"])
-    assert 1 < evaluation["perplexity"] < 10_000
+    # Better than a uniform guess over the learned vocabulary, after two tiny epochs.
+    assert 1 < evaluation["perplexity"] < int(params["model.vocabulary_size_learned"])
     assert sorted(evaluation["samples"]) == DECODERS
     assert all(text.startswith("[BOS]") for text in evaluation["samples"].values())
     paths = artifact_paths(client, run.info.run_id)
@@ -101,19 +105,44 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert len(mlflow_runs(out)[1]) == 1
     assert f"MLflow run:       {run.info.run_id}" in second.stdout
 
-    # --- Only the evaluation changed: the Trainer is cached, the Evaluator reruns into a
-    # new MLflow run that links to (and copies the params of) the run that trained.
-    third = run_pipeline(out, "eval.decoders={greedy: {}}")
-    assert third.returncode == 0, third.stderr[-3000:]
-    states = latest_run(str(out / "metadata.sqlite")).states
-    assert states["Trainer"] == "CACHED" and states["Evaluator"] == "COMPLETE"
-    client, runs = mlflow_runs(out)
-    assert len(runs) == 2
-    rerun = runs[1]
-    assert rerun.info.status == "FINISHED"
-    assert rerun.data.tags[TRAINED_IN_RUN_TAG] == run.info.run_id
-    assert rerun.data.params["train.batch_size"] == "16"
-    assert artifact_paths(client, rerun.info.run_id, "samples") == ["samples/greedy.txt"]
+    # --- Only evaluation or tracking settings changed: the Trainer is served from the
+    # cache, the Evaluator reruns into a new MLflow run that links to the run that trained
+    # and records the training params, its own new values and only the decoders it ran.
+    other_store = f"sqlite:///{tmp_path}/other-mlflow.db"
+    reruns = [
+        (["eval.seed=7"], {"eval.seed": "7"}, DECODERS),
+        (["eval.decoders={top_k: {k: 5}}"], {"eval.decoders.top_k": "{'k': 5}"}, ["top_k"]),
+        (["eval.max_batches=1", "eval.decoders={greedy: {}}"], {"eval.max_batches": "1"}, ["greedy"]),
+        (
+            ["eval.num_tokens_to_generate=5", "eval.decoders={greedy: {}}"],
+            {"eval.num_tokens_to_generate": "5"},
+            ["greedy"],
+        ),
+        (
+            [f"mlflow.tracking_uri={other_store}", "eval.decoders={greedy: {}}"],
+            {"mlflow.tracking_uri": other_store},
+            ["greedy"],
+        ),
+    ]
+    for overrides, new_values, decoders in reruns:
+        result = run_pipeline(out, *overrides)
+        assert result.returncode == 0, (overrides, result.stderr[-3000:])
+        states = latest_run(str(out / "metadata.sqlite")).states
+        assert states["Trainer"] == "CACHED" and states["Evaluator"] == "COMPLETE", (overrides, states)
+        client, runs = mlflow_runs(out, other_store if "mlflow.tracking_uri" in new_values else None)
+        rerun = runs[-1]
+        assert rerun.info.run_id != run.info.run_id
+        assert rerun.info.status == "FINISHED", overrides
+        assert rerun.data.tags[TRAINED_IN_RUN_TAG] == run.info.run_id
+        assert {k: rerun.data.params[k] for k in new_values} == new_values
+        assert rerun.data.params["train.batch_size"] == "16"
+        assert rerun.data.params["model.vocabulary_size_learned"] == params["model.vocabulary_size_learned"]
+        ran = sorted(k.rsplit(".", 1)[-1] for k in rerun.data.params if k.startswith("eval.decoders."))
+        assert ran == sorted(decoders), overrides
+        assert artifact_paths(client, rerun.info.run_id, "samples") == [f"samples/{d}.txt" for d in sorted(decoders)]
+        assert f"MLflow run:       {rerun.info.run_id}" in result.stdout
+    # The first run and the four reruns that logged here (the last logged to the other store).
+    assert len(mlflow_runs(out)[1]) == 1 + 4
 
 
 def test_bad_data_fails_in_one_line_without_training(tmp_path):
@@ -127,12 +156,15 @@ def test_bad_data_fails_in_one_line_without_training(tmp_path):
     assert mlflow_runs(out)[1] == []
 
 
-def test_a_failure_after_training_ends_the_mlflow_run_failed(tmp_path):
+def test_a_decoder_the_learned_vocabulary_cannot_hold_stops_the_run_before_training(tmp_path):
     out = tmp_path / "out"
-    result = run_pipeline(out, "eval.decoders={top_k: {k: 100000}}")
+    # The tiny corpus learns ~520 tokens of the 1000 asked for: k=900 passes the config
+    # check and is caught by DecoderCheck once the vocabulary is known.
+    result = run_pipeline(out, "eval.decoders={top_k: {k: 900}}")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: eval.decoders.top_k.k: 100000 exceeds the learned vocabulary")
+    assert last.startswith("error: config error: eval.decoders.top_k.k: 900 exceeds the learned vocabulary (")
     assert "Traceback" not in result.stderr
-    _, runs = mlflow_runs(out)
-    assert [r.info.status for r in runs] == ["FAILED"]
+    states = latest_run(str(out / "metadata.sqlite")).states
+    assert states == {"TextExampleGen": "COMPLETE", "VocabGen": "COMPLETE", "DecoderCheck": "FAILED"}
+    assert mlflow_runs(out)[1] == []

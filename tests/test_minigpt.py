@@ -1,19 +1,22 @@
 """The model, its decoders and the perplexity computation (pure Keras, no TFX)."""
 
+import inspect
 import math
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
-from components.minigpt.decoding import SAMPLERS, Generator, make_sampler
+from components.minigpt.decoders import DECODERS
+from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, with_hidden_states
 from components.minigpt.perplexity import token_weighted_perplexity
 from components.minigpt.tokenizer import TextCodec
 
 VOCAB = ["[PAD]", "[UNK]", "[BOS]"] + list("abcdefghijklmnopqrstuvwxyz") + ["the", "##s"]
 TINY = GPTConfig(vocabulary_size=len(VOCAB), seq_len=16, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1)
-DECODERS = {
+DECODERS_PARAMS = {
     "greedy": {},
     "beam": {"num_beams": 3},
     "random": {},
@@ -64,20 +67,20 @@ def _model_that_always_says(token_id: int) -> keras.Model:
     return model
 
 
-@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("name", sorted(DECODERS_PARAMS))
 def test_every_decoder_follows_a_certain_model(name):
     generator = Generator(_model_that_always_says(7), bos_id=2, num_tokens=5)
     # Contrastive search trades probability for novelty by design (alpha); with alpha=0 it
     # must follow the model like the others.
-    params = {"k": 3, "alpha": 0.0} if name == "contrastive" else DECODERS[name]
+    params = {"k": 3, "alpha": 0.0} if name == "contrastive" else DECODERS_PARAMS[name]
     ids = generator.generate(make_sampler(name, params, seed=1))
     np.testing.assert_array_equal(ids, [[2, 7, 7, 7, 7, 7]])
 
 
-@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("name", sorted(DECODERS_PARAMS))
 def test_every_decoder_generates_the_requested_length(name):
     generator = Generator(build_model(TINY), bos_id=2, num_tokens=6)
-    ids = generator.generate(make_sampler(name, DECODERS[name], seed=1))
+    ids = generator.generate(make_sampler(name, DECODERS_PARAMS[name], seed=1))
     assert ids.shape == (1, 7) and ids[0, 0] == 2
 
 
@@ -91,7 +94,18 @@ def test_seeded_decoders_repeat_themselves():
 def test_unknown_decoder_is_rejected():
     with pytest.raises(ValueError, match="Unknown decoder 'nucleus'"):
         make_sampler("nucleus", {}, seed=0)
-    assert set(SAMPLERS) == set(DECODERS)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_registry_matches_the_keras_hub_samplers(name):
+    """Every registered parameter is a keyword of the sampler; seeded ones take a seed."""
+    decoder = DECODERS[name]
+    sampler_class = getattr(keras_hub.samplers, decoder.sampler)
+    accepted = set(inspect.signature(sampler_class.__init__).parameters)
+    assert set(decoder.params) <= accepted
+    assert set(decoder.counts_tokens) | set(decoder.fractions) <= set(decoder.params)
+    assert ("seed" in accepted) == decoder.seeded
+    assert isinstance(make_sampler(name, DECODERS_PARAMS[name], seed=0), sampler_class)
 
 
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():

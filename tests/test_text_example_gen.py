@@ -5,7 +5,7 @@ import os
 import apache_beam as beam
 import pytest
 import tensorflow as tf
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.proto import example_gen_pb2
@@ -13,6 +13,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
 from components.errors import InputDataError
+from components.formats import example_text, parse_text, text_to_example
 from components.text_example_gen import executor
 from components.text_example_gen.component import TextExampleGen
 
@@ -22,7 +23,7 @@ def test_filter_keeps_lines_longer_than_min_bytes():
     ascii_boundary = b"a" * 10  # not > 10: dropped, as tf.strings.length(x) > N
     multibyte = "é".encode("utf-8") * 6  # 6 characters, 12 bytes: kept (bytes, not chars)
     not_utf8 = b"\xff" * 20
-    with TestPipeline() as p:
+    with test_pipeline.TestPipeline() as p:
         kept = (
             p
             | beam.Create([ascii_kept, ascii_boundary, multibyte, not_utf8, b""])
@@ -32,8 +33,10 @@ def test_filter_keeps_lines_longer_than_min_bytes():
 
 
 def test_text_to_example_roundtrip():
-    example = executor.text_to_example("héllo".encode())
+    example = text_to_example("héllo".encode())
     assert example.features.feature["text"].bytes_list.value == ["héllo".encode()]
+    assert example_text(example.SerializeToString()) == "héllo".encode()
+    assert parse_text(tf.constant(example.SerializeToString())).numpy() == "héllo".encode()
 
 
 def _run_executor(corpus_dir, out_dir, min_len=450, train="train.txt", eval_="valid.txt"):
@@ -67,15 +70,21 @@ def test_executor_writes_splits_and_records_counts(tiny_corpus, tmp_path):
     assert props["train_lines_not_utf8"] == 0
 
 
-def test_stray_undecodable_line_is_skipped_and_counted(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("bad, accepted", [(2, True), (3, False)])
+def test_undecodable_lines_up_to_one_percent_are_skipped_and_counted(tiny_corpus, tmp_path, bad, accepted):
+    """200 lines read: 2 undecodable (exactly 1%) are skipped; 3 (1.5%) fail the file."""
     with open(tiny_corpus / "train.txt", "ab") as f:
-        f.write(b"\xff\xfe" + b"x" * 500 + b"\n")
-    # 1 bad line of 193 exceeds the 1% bar, so add good lines to stay under it.
-    with open(tiny_corpus / "train.txt", "ab") as f:
-        f.write((b"y" * 500 + b"\n") * 10)
+        f.write((b"\xff\xfe" + b"x" * 500 + b"\n") * bad)
+        f.write((b"y" * 500 + b"\n") * (8 - bad))
+    assert len((tiny_corpus / "train.txt").read_bytes().splitlines()) == 200
+    if not accepted:
+        with pytest.raises(InputDataError, match=rf"train.txt: {bad} of 200 lines are not valid UTF-8"):
+            _run_executor(tiny_corpus, tmp_path / "examples")
+        assert not (tmp_path / "examples").exists()
+        return
     examples = _run_executor(tiny_corpus, tmp_path / "examples")
-    assert examples.get_int_custom_property("train_lines_not_utf8") == 1
-    assert examples.get_int_custom_property("train_lines_kept") == 170
+    assert examples.get_int_custom_property("train_lines_not_utf8") == bad
+    assert examples.get_int_custom_property("train_lines_kept") == 160 + 8 - bad
 
 
 def test_no_line_passing_the_filter_fails_and_leaves_no_output(tiny_corpus, tmp_path):

@@ -9,9 +9,14 @@ import pytest
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 from tfx import v1 as tfx
+from tfx.proto.orchestration import pipeline_pb2
+from tfx.types import Channel, standard_artifacts
 
 from components import model_bundle
-from components.trainer import keys, trainer_module
+from components.artifact_types import Vocabulary
+from components.errors import ConfigError
+from components.trainer import executor, keys, trainer_module
+from components.trainer.component import Trainer
 from components.vocab_gen.wordpiece import learn_vocabulary, pretokenize_lines
 from tests.conftest import TINY_CORPUS, read_long_lines, write_examples
 
@@ -50,10 +55,10 @@ def fn_args_factory(tmp_path):
                     "learning_rate": 0.001,
                     "shuffle_buffer": 16,
                     "epoch_sample_k": 5,
+                    "epoch_sample_tokens": 4,
                     "seed": 1,
                 },
                 keys.LOWERCASE: True,
-                keys.NUM_TOKENS_TO_GENERATE: 4,
                 keys.MLFLOW: {"tracking_uri": tracking_uri, "experiment_name": "exp"},
                 keys.PARAMS: {"train.epochs": EPOCHS},
                 keys.CHECKPOINT_ROOT: str(tmp_path / "checkpoints"),
@@ -85,6 +90,9 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
     with open(os.path.join(fn_args.serving_model_dir, model_bundle.MANIFEST_FILE)) as f:
         assert json.load(f)["pipeline_run_id"] == "run-1"
+    # What trained the model travels with it, as logged: a cached rerun's Evaluator copies it.
+    assert manifest.params == {"train.epochs": EPOCHS, "model.vocabulary_size_learned": len(vocab)}
+    assert run.data.params == {k: str(v) for k, v in manifest.params.items()}
     (logged,) = client.search_logged_models([run.info.experiment_id])
     assert (logged.name, logged.source_run_id) == ("minigpt", run.info.run_id)
     reloaded = mlflow.keras.load_model(f"models:/{logged.model_id}")
@@ -94,6 +102,65 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     served = tf.saved_model.load(fn_args.serving_model_dir)
     ids = np.array([[2, 5, 9, 0]], dtype="int32")
     np.testing.assert_allclose(served.serve(ids).numpy(), model(ids), rtol=1e-4, atol=1e-5)
+
+
+def test_an_epoch_sample_k_above_the_learned_vocabulary_stops_before_any_work(fn_args_factory):
+    make, client = fn_args_factory
+    fn_args = make("too-wide")
+    fn_args.custom_config[keys.TRAIN]["epoch_sample_k"] = 5000
+    with pytest.raises(ConfigError, match=r"train.epoch_sample_k: 5000 exceeds the learned vocabulary \(\d+ tokens\)"):
+        trainer_module.run_fn(fn_args)
+    assert client.get_experiment_by_name("exp") is None  # no MLflow run was started
+    assert not os.path.exists(fn_args.serving_model_dir)
+
+
+def _trainer_inputs(tmp_path):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    examples.split_names = '["train", "eval"]'
+    examples.set_int_custom_property("train_lines_kept", 160)
+    examples.set_int_custom_property("eval_lines_too_short", 8)
+    examples.set_string_custom_property("unrelated", "x")
+    vocabulary = Vocabulary()
+    vocabulary.uri = str(tmp_path / "vocab")
+    model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+    model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
+    component = Trainer(
+        examples=Channel(type=standard_artifacts.Examples),
+        vocabulary=Channel(type=Vocabulary),
+        module_file=trainer_module.__file__,
+        custom_config={keys.TRAIN: {"epochs": 2}},
+    )
+    inputs = {"examples": [examples], "vocabulary": [vocabulary]}
+    return inputs, {"model": [model], "model_run": [model_run]}, dict(component.exec_properties)
+
+
+def test_executor_adds_vocabulary_run_id_line_counts_and_tracking_at_run_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "exp")
+    context = executor.Executor.Context(
+        tmp_dir=str(tmp_path / "tmp"), pipeline_info=pipeline_pb2.PipelineInfo(id="p"), pipeline_run_id="run-7"
+    )
+    fn_args = executor.Executor(context)._GetFnArgs(*_trainer_inputs(tmp_path))
+    assert fn_args.train_files == [str(tmp_path / "examples" / "Split-train" / "*")]
+    assert fn_args.custom_config == {
+        keys.TRAIN: {"epochs": 2},
+        keys.VOCABULARY_PATH: str(tmp_path / "vocab" / "vocab.txt"),
+        keys.PIPELINE_RUN_ID: "run-7",
+        keys.PIPELINE_NAME: "p",
+        keys.MLFLOW: {"tracking_uri": "http://tracking:5000", "experiment_name": "exp"},
+        keys.DATA_STATS: {"data.train_lines_kept": 160, "data.eval_lines_too_short": 8},
+    }
+
+
+def test_executor_without_tracking_settings_names_the_variables(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "exp")
+    context = executor.Executor.Context(
+        tmp_dir=str(tmp_path / "tmp"), pipeline_info=pipeline_pb2.PipelineInfo(id="p"), pipeline_run_id="run-7"
+    )
+    with pytest.raises(RuntimeError, match="MLFLOW_TRACKING_URI not set for this component"):
+        executor.Executor(context)._GetFnArgs(*_trainer_inputs(tmp_path))
 
 
 class _Killed(Exception):

@@ -6,7 +6,7 @@ import apache_beam as beam
 import keras_nlp
 import pytest
 import tensorflow as tf
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import Channel, standard_artifacts
@@ -31,18 +31,6 @@ def keras_nlp_vocabulary(lines, size):
     )
 
 
-def beam_vocabulary(lines, size):
-    result = []
-
-    class Collect(beam.DoFn):
-        def process(self, vocab):
-            result.append(vocab)
-
-    with beam.Pipeline() as p:
-        _ = p | beam.Create(lines) | ComputeVocabulary(size, True, RESERVED) | beam.ParDo(Collect())
-    return result[0]
-
-
 @pytest.mark.parametrize(
     "path, size",
     [
@@ -54,7 +42,7 @@ def beam_vocabulary(lines, size):
 def test_vocabulary_identical_to_keras_nlp(path, size):
     lines = read_long_lines(path)
     expected = keras_nlp_vocabulary(lines, size)
-    with TestPipeline() as p:
+    with test_pipeline.TestPipeline() as p:
         vocab = p | beam.Create(lines) | ComputeVocabulary(size, True, RESERVED)
         assert_that(vocab, equal_to([expected]))
     assert expected[:3] == RESERVED and len(expected) <= size

@@ -15,8 +15,9 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import model_bundle
-from components.errors import ConfigValueError
+from components.formats import EVALUATION_FILE
 from components.lm_data import lm_dataset
+from components.minigpt.decoders import check_decoders
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.perplexity import token_weighted_perplexity
 from components.minigpt.tokenizer import TextCodec
@@ -30,7 +31,6 @@ EVALUATION_KEY = "evaluation"
 EVAL_CONFIG_KEY = "eval_config"
 MLFLOW_CONFIG_KEY = "mlflow_config"
 PARAMS_KEY = "params"
-RESULT_FILE = "evaluation.json"
 SPLIT = "eval"
 
 
@@ -67,9 +67,13 @@ class Executor(base_executor.BaseExecutor):
             self._context.pipeline_run_id,
         )
         with run.failed_on_error():
-            _check_decoder_params(eval_cfg["decoders"], manifest.model.vocabulary_size)
+            # DecoderCheck ran this before training; kept for an Evaluator wired without it.
+            check_decoders(eval_cfg["decoders"], manifest.model.vocabulary_size, "the learned vocabulary")
             if run.run_id != manifest.mlflow_run_id:
-                _link_to_training_run(run, manifest.mlflow_run_id)
+                # The Trainer was served from TFX's cache: point at the run that trained
+                # the model and record what trained it (its own eval.* params are logged next).
+                run.set_tag(TRAINED_IN_RUN_TAG, manifest.mlflow_run_id)
+                run.log_params(manifest.params)
             run.log_params(json.loads(exec_properties[PARAMS_KEY]))
             pattern = os.path.join(artifact_utils.get_split_uri([examples], SPLIT), "*")
             batches = lm_dataset([pattern], codec, eval_cfg["batch_size"], SPLIT)
@@ -85,22 +89,11 @@ class Executor(base_executor.BaseExecutor):
                 "mlflow_run_id": run.run_id,
                 "trained_in_mlflow_run": manifest.mlflow_run_id,
             }
-            with fileio.open(os.path.join(evaluation.uri, RESULT_FILE), "w") as f:
+            with fileio.open(os.path.join(evaluation.uri, EVALUATION_FILE), "w") as f:
                 f.write(json.dumps(result, indent=2))
             evaluation.set_float_custom_property("perplexity", perplexity)
             evaluation.set_string_custom_property("mlflow_run_id", run.run_id)
         run.finish()
-
-
-def _check_decoder_params(decoders: Dict[str, Dict[str, Any]], vocabulary_size: int) -> None:
-    """Candidate counts must fit the learned vocabulary, known only now."""
-    for name, params in decoders.items():
-        for key in ("k", "num_beams"):
-            if params.get(key, 0) > vocabulary_size:
-                raise ConfigValueError(
-                    f"eval.decoders.{name}.{key}: {params[key]} exceeds the learned vocabulary "
-                    f"({vocabulary_size} tokens); lower it."
-                )
 
 
 def _sample_every_decoder(model, codec: TextCodec, eval_cfg: Dict[str, Any], run: PipelineRun) -> Dict[str, str]:
@@ -115,10 +108,3 @@ def _sample_every_decoder(model, codec: TextCodec, eval_cfg: Dict[str, Any], run
         run.log_text(samples[name] + "\n", f"samples/{name}.txt")
         run.log_metrics({f"decode_tokens_per_second.{name}": eval_cfg["num_tokens_to_generate"] / seconds}, step=0)
     return samples
-
-
-def _link_to_training_run(run: PipelineRun, training_run_id: str) -> None:
-    """The Trainer was served from TFX's cache: point at (and copy params from) its run."""
-    run.set_tag(TRAINED_IN_RUN_TAG, training_run_id)
-    training = run.client.get_run(training_run_id)
-    run.log_params(training.data.params)

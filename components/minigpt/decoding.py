@@ -14,27 +14,19 @@ import keras
 import keras_hub
 import numpy as np
 
+from components.minigpt.decoders import DECODERS
 from components.minigpt.model import PAD_ID, with_hidden_states
-
-SAMPLERS = {
-    "greedy": keras_hub.samplers.GreedySampler,
-    "beam": keras_hub.samplers.BeamSampler,
-    "random": keras_hub.samplers.RandomSampler,
-    "top_k": keras_hub.samplers.TopKSampler,
-    "top_p": keras_hub.samplers.TopPSampler,
-    "contrastive": keras_hub.samplers.ContrastiveSampler,
-}
-SEEDED = {"random", "top_k", "top_p"}
 
 
 def make_sampler(name: str, params: Mapping[str, Any], seed: int) -> keras_hub.samplers.Sampler:
     """A keras_hub sampler by config name, e.g. ("top_k", {"k": 10})."""
-    if name not in SAMPLERS:
-        raise ValueError(f"Unknown decoder {name!r}; known: {', '.join(SAMPLERS)}.")
+    if name not in DECODERS:
+        raise ValueError(f"Unknown decoder {name!r}; known: {', '.join(DECODERS)}.")
+    decoder = DECODERS[name]
     kwargs = dict(params)
-    if name in SEEDED:
+    if decoder.seeded:
         kwargs["seed"] = seed
-    return SAMPLERS[name](**kwargs)
+    return getattr(keras_hub.samplers, decoder.sampler)(**kwargs)
 
 
 class Generator:

@@ -24,28 +24,18 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.errors import InputDataError
+from components.formats import LINE_COUNTERS, text_to_example
 
 logger = logging.getLogger(__name__)
 
-TEXT_FEATURE = "text"
 MIN_LENGTH_KEY = "min_training_seq_len"
 METRICS_NAMESPACE = "TextExampleGen"
 # Above this share of undecodable lines a file is taken to be in the wrong encoding.
 MAX_UNDECODABLE_FRACTION = 0.01
-COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_not_utf8")
 
 
 def counter_name(split_pattern: str, counter: str) -> str:
     return f"{split_pattern}:{counter}"
-
-
-def text_to_example(text: bytes) -> tf.train.Example:
-    """One line of UTF-8 text as a tf.train.Example with a single bytes feature."""
-    return tf.train.Example(
-        features=tf.train.Features(
-            feature={TEXT_FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))}
-        )
-    )
 
 
 class _FilterLines(beam.DoFn):
@@ -55,7 +45,7 @@ class _FilterLines(beam.DoFn):
         self._min_length = min_length
         self._counters = {
             name: beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter_name(split_pattern, name))
-            for name in COUNTERS
+            for name in LINE_COUNTERS
         }
 
     def process(self, line: bytes) -> Iterable[bytes]:
@@ -128,7 +118,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         counts = _query_counters(self._beam_pipeline.result)
         try:
             for split in input_config.splits:
-                split_counts = {name: counts.get(counter_name(split.pattern, name), 0) for name in COUNTERS}
+                split_counts = {name: counts.get(counter_name(split.pattern, name), 0) for name in LINE_COUNTERS}
                 path = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split.pattern)
                 _check_split(split.name, path, split_counts)
                 for name, value in split_counts.items():

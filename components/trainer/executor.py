@@ -1,8 +1,9 @@
-"""Trainer executor: TFX's GenericExecutor, plus the vocabulary and the pipeline run id.
+"""Trainer executor: TFX's GenericExecutor, plus the vocabulary, the run id and MLflow.
 
 The stock `FnArgs` has no slot for a vocabulary artifact, the pipeline run id (which
-MLflow needs to find this pipeline run's MLflow run) or the Examples' line counts, so
-they are added to `custom_config` here, where they do not become part of the cache key.
+MLflow needs to find this pipeline run's MLflow run), the Examples' line counts or the
+MLflow tracking settings, so they are added to `custom_config` here, at run time, where
+they do not become part of the cache key.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from tfx.components.trainer import fn_args_utils
 from tfx.types import artifact_utils, standard_component_specs
 
 from components.artifact_types import Vocabulary
-from components.text_example_gen.executor import COUNTERS
+from components.formats import LINE_COUNTERS
+from components.tracking import tracking_from_environment
 from components.trainer import keys
 
 VOCABULARY_KEY = "vocabulary"
@@ -34,11 +36,12 @@ class Executor(trainer_executor.GenericExecutor):
         fn_args.custom_config[keys.VOCABULARY_PATH] = os.path.join(vocab_dir, Vocabulary.FILE_NAME)
         fn_args.custom_config[keys.PIPELINE_RUN_ID] = self._context.pipeline_run_id
         fn_args.custom_config[keys.PIPELINE_NAME] = self._context.pipeline_info.id
+        fn_args.custom_config[keys.MLFLOW] = tracking_from_environment()
         examples = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
         # TextExampleGen's line counts, so the MLflow run shows what the model was fed.
         fn_args.custom_config[keys.DATA_STATS] = {
             f"data.{name}": examples.get_int_custom_property(name)
             for name in examples.mlmd_artifact.custom_properties
-            if name.endswith(COUNTERS)
+            if name.endswith(LINE_COUNTERS)
         }
         return fn_args

@@ -1,11 +1,10 @@
 """Keys of the Trainer's `custom_config`, shared by the pipeline, executor and module file."""
 
-# Set by pipeline/pipeline.py from the config.
+# Set by pipeline/pipeline.py from the config: only what shapes the trained model, since
+# every value here is part of TFX's cache key for the Trainer.
 MODEL = "model"  # dict: GPTConfig fields except vocabulary_size
 TRAIN = "train"  # dict: TrainConfig fields
 LOWERCASE = "lowercase"
-NUM_TOKENS_TO_GENERATE = "num_tokens_to_generate"
-MLFLOW = "mlflow"  # dict: tracking_uri, experiment_name
 PARAMS = "params"  # flat dict logged as MLflow params
 CHECKPOINT_ROOT = "checkpoint_root"
 
@@ -13,4 +12,5 @@ CHECKPOINT_ROOT = "checkpoint_root"
 VOCABULARY_PATH = "vocabulary_path"
 PIPELINE_RUN_ID = "pipeline_run_id"
 PIPELINE_NAME = "pipeline_name"
+MLFLOW = "mlflow"  # dict: tracking_uri, experiment_name (from the environment)
 DATA_STATS = "data_stats"  # dict: data.<split>_lines_<fate> -> count

@@ -21,6 +21,7 @@ from tfx import v1 as tfx
 
 from components import model_bundle
 from components.artifact_types import read_vocabulary
+from components.errors import ConfigError
 from components.lm_data import lm_dataset
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, compile_model
@@ -77,6 +78,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train_cfg, model_cfg = cfg[keys.TRAIN], cfg[keys.MODEL]
     vocab = read_vocabulary(cfg[keys.VOCABULARY_PATH])
     gpt = GPTConfig(vocabulary_size=len(vocab), **model_cfg)
+    if train_cfg["epoch_sample_k"] > gpt.vocabulary_size:
+        raise ConfigError(
+            "train.epoch_sample_k",
+            f"{train_cfg['epoch_sample_k']} exceeds the learned vocabulary ({gpt.vocabulary_size} tokens); lower it",
+        )
     codec = TextCodec(vocab, gpt.seq_len, lowercase=cfg[keys.LOWERCASE])
     keras.utils.set_random_seed(train_cfg["seed"])
     train_ds = lm_dataset(
@@ -90,8 +96,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     run = PipelineRun.for_pipeline_run(
         mlflow_cfg["tracking_uri"], mlflow_cfg["experiment_name"], cfg[keys.PIPELINE_NAME], cfg[keys.PIPELINE_RUN_ID]
     )
+    params = {**cfg[keys.PARAMS], "model.vocabulary_size_learned": gpt.vocabulary_size}
     with run.failed_on_error():
-        run.log_params({**cfg[keys.PARAMS], "model.vocabulary_size_learned": gpt.vocabulary_size})
+        run.log_params(params)
         model = build_model(gpt)
         compile_model(model, train_cfg["learning_rate"])
         model.summary(print_fn=logger.info)
@@ -105,7 +112,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             callbacks=[
                 keras.callbacks.BackupAndRestore(_checkpoint_dir(cfg, fn_args)),
                 MlflowEpochLogger(
-                    run, codec, cfg[keys.NUM_TOKENS_TO_GENERATE], train_cfg["epoch_sample_k"], train_cfg["seed"]
+                    run, codec, train_cfg["epoch_sample_tokens"], train_cfg["epoch_sample_k"], train_cfg["seed"]
                 ),
             ],
             # A live progress bar on a terminal, one line per epoch in logs and CI.
@@ -114,7 +121,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model_bundle.export(
             fn_args.serving_model_dir,
             model,
-            model_bundle.Manifest(gpt, cfg[keys.LOWERCASE], run.run_id, cfg[keys.PIPELINE_RUN_ID]),
+            model_bundle.Manifest(gpt, cfg[keys.LOWERCASE], run.run_id, cfg[keys.PIPELINE_RUN_ID], params),
             cfg[keys.VOCABULARY_PATH],
         )
         run.log_artifact(cfg[keys.VOCABULARY_PATH], "vocabulary")

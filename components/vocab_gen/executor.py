@@ -8,13 +8,12 @@ import os
 from typing import Any, Dict, List
 
 import apache_beam as beam
-import tensorflow as tf
 from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.artifact_types import Vocabulary, read_vocabulary
-from components.text_example_gen.executor import TEXT_FEATURE
+from components.formats import example_text
 from components.vocab_gen.wordpiece import ComputeVocabulary
 
 logger = logging.getLogger(__name__)
@@ -25,11 +24,6 @@ VOCABULARY_SIZE_KEY = "vocabulary_size"
 LOWERCASE_KEY = "lowercase"
 RESERVED_TOKENS_KEY = "reserved_tokens"
 SPLIT = "train"
-
-
-def example_text(serialized: bytes) -> bytes:
-    """The `text` feature of a serialized tf.train.Example."""
-    return tf.train.Example.FromString(serialized).features.feature[TEXT_FEATURE].bytes_list.value[0]
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

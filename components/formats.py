@@ -1,0 +1,44 @@
+"""The on-disk formats that components hand to each other, in one place.
+
+A writer and its readers import these names from here, never from each other: the
+Examples' record layout is shared by TextExampleGen (writer), VocabGen and the tf.data
+input (readers); the evaluation file by the Evaluator (writer) and the run summary
+(reader). Importing this module costs nothing: TensorFlow is imported only by the
+functions that build or parse records.
+"""
+
+from __future__ import annotations
+
+# Examples: gzip TFRecords of tf.train.Example{text: bytes}, one paragraph each.
+TEXT_FEATURE = "text"
+# Per-split line counts TextExampleGen records on the Examples artifact, as
+# `<split>_<counter>` integer custom properties (e.g. `train_lines_kept`).
+LINE_COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_not_utf8")
+
+# ModelEvaluation: the Evaluator's results, a JSON file in the artifact's directory.
+EVALUATION_FILE = "evaluation.json"
+
+
+def text_to_example(text: bytes):
+    """One line of UTF-8 text as a tf.train.Example with a single bytes feature."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={TEXT_FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))}
+        )
+    )
+
+
+def example_text(serialized: bytes) -> bytes:
+    """The text of one serialized tf.train.Example (in Python, e.g. on a Beam worker)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.train.Example.FromString(serialized).features.feature[TEXT_FEATURE].bytes_list.value[0]
+
+
+def parse_text(serialized):
+    """The text of one serialized tf.train.Example, as a graph op (inside tf.data)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.io.parse_single_example(serialized, {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string)})[TEXT_FEATURE]

@@ -1,0 +1,132 @@
+"""The Evaluator executor on a tiny exported model: results, MLflow logging, cached-Trainer reruns."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from tfx.dsl.components.base.base_executor import BaseExecutor
+from tfx.proto.orchestration import pipeline_pb2
+from tfx.types import Channel, standard_artifacts
+
+from components import model_bundle
+from components.errors import ConfigError, InputDataError
+from components.evaluator import executor
+from components.evaluator.component import Evaluator
+from components.formats import EVALUATION_FILE
+from components.minigpt.model import GPTConfig, build_model
+from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, PipelineRun
+from tests.conftest import write_examples
+
+VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "."]
+TRAINING_PARAMS = {"train.epochs": 2, "model.seq_len": 8, "model.vocabulary_size_learned": len(VOCAB)}
+EVAL_CONFIG = {
+    "num_tokens_to_generate": 4,
+    "batch_size": 4,
+    "max_batches": None,
+    "seed": 42,
+    "decoders": {"greedy": {}, "top_k": {"k": 3}},
+}
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """A trained-model bundle whose MLflow run is still RUNNING, and an eval split."""
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    training_run = PipelineRun.for_pipeline_run(tracking_uri, "exp", "p", "train-run")
+    gpt = GPTConfig(vocabulary_size=len(VOCAB), seq_len=8, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1)
+    model_uri = tmp_path / "Trainer" / "model"
+    vocab_path = tmp_path / "vocab.txt"
+    vocab_path.write_text("\n".join(VOCAB) + "\n")
+    manifest = model_bundle.Manifest(gpt, True, training_run.run_id, "train-run", TRAINING_PARAMS)
+    # Uniform logits: the perplexity must come out as the vocabulary size, exactly.
+    model = build_model(gpt)
+    kernel, bias = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    model_bundle.export(str(model_uri / "Format-Serving"), model, manifest, str(vocab_path))
+    lines = [b"the cat sat on the mat .", b"a dog ran .", b"the dog sat on a cat ."] * 3
+    write_examples(tmp_path / "examples" / "Split-eval" / "data.gz", lines)
+    return tmp_path, tracking_uri, training_run
+
+
+def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, params=None):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    examples.split_names = '["train", "eval"]'
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "Trainer" / "model")
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.uri = str(tmp_path / "evaluation" / pipeline_run_id)
+    os.makedirs(evaluation.uri)
+    component = Evaluator(
+        examples=Channel(type=standard_artifacts.Examples),
+        model=Channel(type=standard_artifacts.Model),
+        eval_config=eval_config,
+        mlflow_config={"tracking_uri": tracking_uri, "experiment_name": "exp"},
+        params=params or {f"eval.{k}": v for k, v in eval_config.items() if k != "decoders"},
+    )
+    context = BaseExecutor.Context(
+        tmp_dir=str(tmp_path / "tmp"), pipeline_info=pipeline_pb2.PipelineInfo(id="p"), pipeline_run_id=pipeline_run_id
+    )
+    executor.Executor(context).Do(
+        {"examples": [examples], "model": [model]}, {"evaluation": [evaluation]}, component.exec_properties
+    )
+    with open(os.path.join(evaluation.uri, EVALUATION_FILE)) as f:
+        return evaluation, json.load(f)
+
+
+def test_scores_samples_and_finishes_the_training_run(setup):
+    tmp_path, tracking_uri, training_run = setup
+    evaluation, result = _evaluate(tmp_path, tracking_uri, "train-run")
+    assert result["perplexity"] == pytest.approx(len(VOCAB), rel=1e-4)
+    assert result["num_tokens"] == 3 * (7 + 4 + 7)  # every non-[PAD] label of the 9 lines
+    assert sorted(result["samples"]) == ["greedy", "top_k"]
+    assert all(text.startswith("[BOS]") for text in result["samples"].values())
+    assert result["mlflow_run_id"] == result["trained_in_mlflow_run"] == training_run.run_id
+    assert evaluation.get_float_custom_property("perplexity") == pytest.approx(result["perplexity"])
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(training_run.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["eval_perplexity"] == pytest.approx(result["perplexity"])
+    assert {"decode_tokens_per_second.greedy", "decode_tokens_per_second.top_k"} <= set(run.data.metrics)
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "samples")] == [
+        "samples/greedy.txt",
+        "samples/top_k.txt",
+    ]
+
+
+def test_a_rerun_on_a_cached_model_links_and_copies_only_training_params(setup):
+    tmp_path, tracking_uri, training_run = setup
+    _evaluate(tmp_path, tracking_uri, "train-run")  # the first run logs eval.seed=42
+    changed = {**EVAL_CONFIG, "seed": 7, "decoders": {"top_k": {"k": 5}}}
+    params = {"eval.seed": 7, "eval.decoders.top_k": {"k": 5}}
+    _, result = _evaluate(tmp_path, tracking_uri, "eval-rerun", changed, params)
+    client = MlflowClient(tracking_uri)
+    rerun = client.get_run(result["mlflow_run_id"])
+    assert rerun.info.run_id != training_run.run_id
+    assert rerun.info.status == "FINISHED"
+    assert rerun.data.tags[PIPELINE_RUN_ID_TAG] == "eval-rerun"
+    assert rerun.data.tags[TRAINED_IN_RUN_TAG] == training_run.run_id
+    assert rerun.data.params == {
+        **{k: str(v) for k, v in TRAINING_PARAMS.items()},
+        "eval.seed": "7",
+        "eval.decoders.top_k": "{'k': 5}",
+    }
+    assert client.get_run(training_run.run_id).data.params["eval.seed"] == "42"
+
+
+def test_a_decoder_that_the_vocabulary_cannot_hold_fails_the_run(setup):
+    tmp_path, tracking_uri, training_run = setup
+    too_wide = {**EVAL_CONFIG, "decoders": {"beam": {"num_beams": len(VOCAB) + 1}}}
+    with pytest.raises(ConfigError, match=r"eval.decoders.beam.num_beams: 13 exceeds the learned vocabulary \(12"):
+        _evaluate(tmp_path, tracking_uri, "train-run", too_wide)
+    assert MlflowClient(tracking_uri).get_run(training_run.run_id).info.status == "FAILED"
+
+
+def test_an_empty_eval_split_fails_the_run_with_one_clear_error(setup):
+    tmp_path, tracking_uri, training_run = setup
+    write_examples(tmp_path / "examples" / "Split-eval" / "data.gz", [])
+    with pytest.raises(InputDataError, match="The eval split .* holds no examples"):
+        _evaluate(tmp_path, tracking_uri, "train-run")
+    assert MlflowClient(tracking_uri).get_run(training_run.run_id).info.status == "FAILED"
