@@ -24,7 +24,10 @@ $(STAMP): requirements/base.in requirements/constraints.txt setup.py
 run: $(STAMP)
 	$(PY) pipeline/run.py --runner=DirectRunner --config $(CONFIG)
 
+# Lint and format checks first (seconds), then the tests.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Re-resolve the pins in requirements/base.in and freeze the result (needs the registry).

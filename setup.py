@@ -3,6 +3,7 @@
 Dataflow workers and Kubeflow containers install this package (`--setup_file`) so that
 Beam transforms and executors can be imported by module path on every worker.
 """
+
 from setuptools import find_packages, setup
 
 setup(
