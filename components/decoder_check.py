@@ -4,8 +4,9 @@ A decoder's `k` or `num_beams` must not exceed the vocabulary, whose size is kno
 once VocabGen has run. The config loader checks against `vocab.vocabulary_size`; a
 corpus can yield fewer tokens than that, and training first would waste the run. The
 Trainer cannot check it itself: the decoders would then be part of its cache key and a
-new `k` would retrain the model. So this step runs between VocabGen and the Trainer
-(an upstream dependency, not an input: the Trainer's cache key stays the same).
+new `k` would retrain the model. So this step runs right after VocabGen, as an upstream
+dependency (not an input) of Tokenize and so of the Trainer: their cache keys stay
+the same.
 """
 
 # No `from __future__ import annotations`: TFX's @component reads the annotations as types.

@@ -1,10 +1,11 @@
 """The on-disk formats that components hand to each other, in one place.
 
-A writer and its readers import these names from here, never from each other: the
-Examples' record layout is shared by TextExampleGen (writer), VocabGen and the tf.data
-input (readers); the evaluation file by the Evaluator (writer) and the run summary
-(reader). Importing this module costs nothing: TensorFlow is imported only by the
-functions that build or parse records.
+A writer and its readers import these names from here, never from each other: the text
+Examples' record layout is shared by TextExampleGen (writer), VocabGen and Tokenize
+(readers); the token-id Examples by Tokenize (writer), the Trainer and the Evaluator
+(readers); the evaluation file by the Evaluator (writer) and the run summary (reader).
+Importing this module costs nothing: TensorFlow is imported only by the functions that
+build or parse records.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ TEXT_FEATURE = "text"
 # Per-split line counts TextExampleGen records on the Examples artifact, as
 # `<split>_<counter>` integer custom properties (e.g. `train_lines_kept`).
 LINE_COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_not_utf8")
+
+# Token-id Examples: gzip TFRecords of tf.train.Example{ids: int64 list}, one per line:
+# the line's WordPiece ids, truncated to the model's sequence length, without [BOS] or
+# padding (the language-model features and labels are cut from them).
+IDS_FEATURE = "ids"
+# Per-split counts Tokenize records as `<split>_<counter>` integer custom properties.
+TOKEN_COUNTERS = ("sequences", "tokens", "unk_tokens", "truncated_sequences")
 
 # ModelEvaluation: the Evaluator's results, a JSON file in the artifact's directory.
 EVALUATION_FILE = "evaluation.json"
@@ -42,3 +50,20 @@ def parse_text(serialized):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     return tf.io.parse_single_example(serialized, {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string)})[TEXT_FEATURE]
+
+
+def ids_to_example(ids):
+    """One line's token ids as a tf.train.Example with a single int64 feature."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.train.Example(
+        features=tf.train.Features(feature={IDS_FEATURE: tf.train.Feature(int64_list=tf.train.Int64List(value=ids))})
+    )
+
+
+def parse_ids(serialized):
+    """A batch of serialized token-id Examples -> a RaggedTensor of int32 ids (graph op)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    ids = tf.io.parse_example(serialized, {IDS_FEATURE: tf.io.RaggedFeature(tf.int64)})[IDS_FEATURE]
+    return tf.cast(ids, tf.int32)

@@ -16,6 +16,7 @@ import yaml
 
 from components.errors import ConfigError
 from components.minigpt.decoders import check_decoders
+from components.minigpt.training import PRECISIONS
 
 EMBEDDED_CORPUS = "embedded"
 REQUIRED_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[BOS]")
@@ -60,12 +61,21 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = 64
     epochs: int = 6
-    # Cap on steps per epoch; null trains on the whole split every epoch.
+    # Cap on steps per epoch; null trains on the whole split every epoch (each epoch
+    # visits every training sequence once, in a fresh seeded random order).
     steps_per_epoch: Optional[int] = None
     # Cap on validation batches per epoch; null validates on the whole eval split.
     validation_steps: Optional[int] = None
     learning_rate: float = 0.001
-    shuffle_buffer: int = 256
+    # How fast a step runs, not what it learns (BENCHMARKS.md has the figures):
+    # "auto" (bf16 on a GPU or a CPU with native bf16, else float32), "float32",
+    # "mixed_bfloat16" or "mixed_float16".
+    precision: str = "auto"
+    # XLA-compile the training step: true, false, or null for Keras' choice (XLA on
+    # GPUs and on JAX, not on a CPU-only TensorFlow, where it measured no faster).
+    jit_compile: Optional[bool] = None
+    # Training steps per call into the compiled step.
+    steps_per_execution: int = 1
     # Top-k sample generated at the end of every epoch and logged to MLflow: its k and
     # length in tokens (a training setting: the Evaluator's decoders are eval.*).
     epoch_sample_k: int = 10
@@ -235,7 +245,7 @@ def _coerce(key: str, value: Any, default: Any, field: dataclasses.Field) -> Any
         if optional:
             return None
         raise ConfigError(key, "must be set (null is not allowed here)")
-    if isinstance(default, bool) or field.type == "bool":
+    if isinstance(default, bool) or "bool" in str(field.type):
         if not isinstance(value, bool):
             raise ConfigError(key, f"must be true or false, got {value!r}")
     elif isinstance(default, int) or "int" in str(field.type):
@@ -273,9 +283,9 @@ def validate(cfg: PipelineConfig) -> None:
             "batch_size",
             "epochs",
             "learning_rate",
-            "shuffle_buffer",
             "epoch_sample_k",
             "epoch_sample_tokens",
+            "steps_per_execution",
         ),
         "eval": ("num_tokens_to_generate", "batch_size"),
     }.items():
@@ -305,6 +315,8 @@ def validate(cfg: PipelineConfig) -> None:
             "vocab.vocabulary_size",
             f"must be larger than the {len(reserved)} reserved tokens, got {cfg.vocab.vocabulary_size}",
         )
+    if cfg.train.precision not in PRECISIONS:
+        raise ConfigError("train.precision", f"must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
     for key, num_tokens in (
         ("eval.num_tokens_to_generate", cfg.eval.num_tokens_to_generate),
         ("train.epoch_sample_tokens", cfg.train.epoch_sample_tokens),

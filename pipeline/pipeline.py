@@ -1,4 +1,4 @@
-"""The TFX pipeline: TextExampleGen -> VocabGen -> DecoderCheck -> Trainer -> Evaluator.
+"""The TFX pipeline: TextExampleGen -> VocabGen -> DecoderCheck -> Tokenize -> Trainer -> Evaluator.
 
 `create_pipeline` is pure wiring; choosing a runner (local, Kubeflow/Vertex) is the
 runner module's business.
@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 from components.decoder_check import DecoderCheck
 from components.evaluator.component import Evaluator
 from components.text_example_gen.component import TextExampleGen
+from components.tokenize.component import Tokenize
 from components.trainer import keys
 from components.trainer.component import Trainer
 from components.vocab_gen.component import VocabGen
@@ -77,11 +78,21 @@ def create_pipeline(
     decoder_check = DecoderCheck(
         vocabulary=vocab_gen.outputs["vocabulary"], decoders=json.dumps(cfg.eval.decoders, sort_keys=True)
     )
+    # Every split as WordPiece ids, once (not in the training loop, every epoch).
+    tokenize = Tokenize(
+        examples=example_gen.outputs["examples"],
+        vocabulary=vocab_gen.outputs["vocabulary"],
+        seq_len=cfg.model.seq_len,
+        lowercase=cfg.vocab.lowercase,
+    )
+    # Upstream, not an input: the check must pass before any more work, but it is no
+    # part of the cache key of what follows (a new decoder `k` retrains nothing).
+    tokenize.add_upstream_node(decoder_check)
     # Fits the Keras mini-GPT; per-epoch metrics and samples go to MLflow. Only what
     # shapes the model goes in custom_config (TFX's cache key); the MLflow tracking
     # settings reach the executor through MLflow's environment variables (run.py).
     trainer = Trainer(
-        examples=example_gen.outputs["examples"],
+        examples=tokenize.outputs["token_ids"],
         vocabulary=vocab_gen.outputs["vocabulary"],
         module_file=TRAINER_MODULE_FILE,
         custom_config={
@@ -92,12 +103,11 @@ def create_pipeline(
             keys.CHECKPOINT_ROOT: os.path.join(os.path.abspath(cfg.output_dir), "checkpoints"),
         },
     )
-    trainer.add_upstream_node(decoder_check)
     # Perplexity on the eval split and a sample from every decoder; ends the MLflow run.
     # Its tracking settings are parameters: a new tracking server reruns the evaluation
     # into it (the model stays cached).
     evaluator = Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=tokenize.outputs["token_ids"],
         model=trainer.outputs["model"],
         eval_config=dataclasses.asdict(cfg.eval),
         mlflow_config={"tracking_uri": cfg.resolved_tracking_uri(), "experiment_name": cfg.mlflow.experiment_name},
@@ -106,7 +116,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=os.path.abspath(cfg.pipeline_root),
-        components=[example_gen, vocab_gen, decoder_check, trainer, evaluator],
+        components=[example_gen, vocab_gen, decoder_check, tokenize, trainer, evaluator],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args(cfg),

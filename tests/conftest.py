@@ -24,14 +24,33 @@ def tiny_corpus(tmp_path):
 
 def write_examples(path, lines) -> None:
     """A gzip TFRecord file of tf.Example{text}, as TextExampleGen writes them."""
-    import tensorflow as tf
-
     from components.formats import text_to_example
+
+    _write_records(path, (text_to_example(line) for line in lines))
+
+
+def write_token_examples(path, rows) -> None:
+    """A gzip TFRecord file of tf.Example{ids}, as Tokenize writes them."""
+    from components.formats import ids_to_example
+
+    _write_records(path, (ids_to_example(ids) for ids in rows))
+
+
+def tokenize(lines, vocab, seq_len):
+    """Each line's WordPiece ids truncated to seq_len, without padding (what Tokenize writes)."""
+    import keras_hub
+
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=vocab, lowercase=True)
+    return [ids[:seq_len] for ids in tokenizer(lines)]
+
+
+def _write_records(path, examples) -> None:
+    import tensorflow as tf
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for line in lines:
-            writer.write(text_to_example(line).SerializeToString())
+        for example in examples:
+            writer.write(example.SerializeToString())
 
 
 def read_long_lines(path, min_len: int = 450):

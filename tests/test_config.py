@@ -14,8 +14,7 @@ def test_defaults_are_the_reference_hyperparameters():
     assert (cfg.train.batch_size, cfg.model.seq_len, cfg.data.min_training_seq_len) == (64, 128, 450)
     assert (cfg.model.embed_dim, cfg.model.ff_dim, cfg.model.num_heads, cfg.model.num_layers) == (256, 256, 3, 2)
     assert (cfg.vocab.vocabulary_size, cfg.eval.num_tokens_to_generate) == (5000, 80)
-    assert cfg.train.epochs == 3  # the reference's 6, halved to fit `make run` in ~10 CPU minutes
-    assert PipelineConfig().train.epochs == 6  # the code's defaults are the reference's
+    assert cfg.train.epochs == PipelineConfig().train.epochs == 6  # the reference's schedule
     assert cfg.vocab.reserved_tokens == ("[PAD]", "[UNK]", "[BOS]")
     assert set(cfg.eval.decoders) == {"greedy", "beam", "random", "top_k", "top_p", "contrastive"}
     assert cfg.eval.decoders["beam"] == {"num_beams": 10}

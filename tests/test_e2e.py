@@ -14,7 +14,7 @@ from tests.conftest import REPO_ROOT, TINY_CONFIG
 
 pytestmark = pytest.mark.slow
 DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
-COMPONENTS = ["TextExampleGen", "VocabGen", "DecoderCheck", "Trainer", "Evaluator"]
+COMPONENTS = ["TextExampleGen", "VocabGen", "Tokenize", "DecoderCheck", "Trainer", "Evaluator"]
 
 
 def run_pipeline(output_dir, *overrides, cwd=REPO_ROOT):
@@ -75,6 +75,10 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
         assert [m.step for m in history] == [1, 2], metric
     assert run.data.metrics["data.train_lines_kept"] == 160 and run.data.metrics["data.eval_lines_kept"] == 40
     assert run.data.metrics["data.train_lines_too_short"] == 32
+    # Tokenize's counts: every kept line is one sequence; tiny lines overflow 32 tokens.
+    assert run.data.metrics["data.train_sequences"] == 160 and run.data.metrics["data.eval_sequences"] == 40
+    assert 0 < run.data.metrics["data.train_truncated_share"] <= 1
+    assert 0 <= run.data.metrics["data.train_unk_share"] < 0.05
     evaluation = summary.evaluation
     assert run.data.metrics["eval_perplexity"] == pytest.approx(evaluation["perplexity"])
     # Better than a uniform guess over the learned vocabulary, after two tiny epochs.

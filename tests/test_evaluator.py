@@ -17,7 +17,7 @@ from components.evaluator.component import Evaluator
 from components.formats import EVALUATION_FILE
 from components.minigpt.model import GPTConfig, build_model
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, PipelineRun
-from tests.conftest import write_examples
+from tests.conftest import tokenize, write_token_examples
 
 VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "."]
 TRAINING_PARAMS = {"train.epochs": 2, "model.seq_len": 8, "model.vocabulary_size_learned": len(VOCAB)}
@@ -46,7 +46,7 @@ def setup(tmp_path):
     model.get_layer("logits").set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
     model_bundle.export(str(model_uri / "Format-Serving"), model, manifest, str(vocab_path))
     lines = [b"the cat sat on the mat .", b"a dog ran .", b"the dog sat on a cat ."] * 3
-    write_examples(tmp_path / "examples" / "Split-eval" / "data.gz", lines)
+    write_token_examples(tmp_path / "examples" / "Split-eval" / "data.gz", tokenize(lines, VOCAB, gpt.seq_len))
     return tmp_path, tracking_uri, training_run
 
 
@@ -126,7 +126,7 @@ def test_a_decoder_that_the_vocabulary_cannot_hold_fails_the_run(setup):
 
 def test_an_empty_eval_split_fails_the_run_with_one_clear_error(setup):
     tmp_path, tracking_uri, training_run = setup
-    write_examples(tmp_path / "examples" / "Split-eval" / "data.gz", [])
+    write_token_examples(tmp_path / "examples" / "Split-eval" / "data.gz", [])
     with pytest.raises(InputDataError, match="The eval split .* holds no examples"):
         _evaluate(tmp_path, tracking_uri, "train-run")
     assert MlflowClient(tracking_uri).get_run(training_run.run_id).info.status == "FAILED"

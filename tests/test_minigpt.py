@@ -10,8 +10,9 @@ import pytest
 
 from components.minigpt.decoders import DECODERS
 from components.minigpt.decoding import Generator, make_sampler
-from components.minigpt.model import GPTConfig, build_model, with_hidden_states
+from components.minigpt.model import GPTConfig, build_model, forward_flops, with_hidden_states
 from components.minigpt.perplexity import token_weighted_perplexity
+from components.minigpt.sequences import batches, canonical_order, features_from_labels
 from components.minigpt.tokenizer import TextCodec
 
 VOCAB = ["[PAD]", "[UNK]", "[BOS]"] + list("abcdefghijklmnopqrstuvwxyz") + ["the", "##s"]
@@ -130,3 +131,29 @@ def test_perplexity_weights_tokens_not_batches():
     assert tokens == 4
     assert math.log(perplexity) == pytest.approx(40.0 / 4, rel=1e-3)
     assert token_weighted_perplexity(model, batches, max_batches=1)[1] == 3
+
+
+def test_features_are_bos_then_the_labels_shifted_right():
+    labels = np.array([[5, 6, 7, 8], [5, 6, 0, 0]], dtype="int32")
+    np.testing.assert_array_equal(features_from_labels(labels, bos_id=2), [[2, 5, 6, 7], [2, 5, 6, 0]])
+
+
+def test_canonical_order_sorts_rows_by_their_ids_and_batches_keep_it():
+    labels = np.array([[5, 6, 0], [3, 9, 9], [5, 1, 0]], dtype="int32")
+    ordered = canonical_order(labels)
+    np.testing.assert_array_equal(ordered, [[3, 9, 9], [5, 1, 0], [5, 6, 0]])
+    np.testing.assert_array_equal(canonical_order(labels[::-1]), ordered)
+    got = list(batches(ordered + 10, ordered, batch_size=2))
+    assert [len(labels) for _, labels in got] == [2, 1]
+    np.testing.assert_array_equal(got[1][0], ordered[2:] + 10)
+
+
+def test_forward_flops_count_every_matmul_weight_twice_per_token_plus_attention():
+    cfg = GPTConfig()
+    model = build_model(cfg)
+    # Every kernel (not biases, norms or embeddings) is one multiply-add per token.
+    kernels = sum(int(np.prod(w.shape)) for w in model.weights if w.path.endswith("kernel"))
+    heads_dim = (cfg.embed_dim // cfg.num_heads) * cfg.num_heads
+    attention = cfg.num_layers * 2 * 2 * cfg.seq_len * heads_dim  # scores and weighted values
+    assert forward_flops(cfg, batch_size=1) == cfg.seq_len * (2 * kernels + attention)
+    assert 100e9 < 3 * forward_flops(cfg, batch_size=64) < 110e9  # DESIGN.md: ~110 GFLOP a step

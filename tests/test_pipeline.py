@@ -18,6 +18,7 @@ def test_pipeline_has_its_components_in_data_flow_order(tiny_corpus):
         "TextExampleGen",
         "VocabGen",
         "DecoderCheck",
+        "Tokenize",
         "Trainer",
         "Evaluator",
     ]
@@ -25,8 +26,10 @@ def test_pipeline_has_its_components_in_data_flow_order(tiny_corpus):
     trainer = _component(pipeline, "Trainer")
     custom = trainer.exec_properties["custom_config"]
     assert '"batch_size": 16' in custom and '"seq_len": 32' in custom
-    # DecoderCheck runs before the Trainer without being one of its inputs.
-    assert "DecoderCheck" in {node.id for node in trainer.upstream_nodes}
+    # DecoderCheck runs before Tokenize (and so the Trainer) without being an input of either.
+    tokenize = _component(pipeline, "Tokenize")
+    assert "DecoderCheck" in {node.id for node in tokenize.upstream_nodes}
+    assert set(tokenize.inputs) == {"examples", "vocabulary"}
     assert set(trainer.inputs) == {"examples", "vocabulary"}
 
 

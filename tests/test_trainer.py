@@ -1,5 +1,6 @@
 """The Trainer's run_fn on tiny data: export, MLflow logging, and resuming a killed run."""
 
+import dataclasses
 import json
 import os
 
@@ -15,27 +16,30 @@ from tfx.types import Channel, standard_artifacts
 from components import model_bundle
 from components.artifact_types import Vocabulary
 from components.errors import ConfigError
+from components.minigpt.training import resolve_settings
 from components.trainer import executor, keys, trainer_module
 from components.trainer.component import Trainer
 from components.vocab_gen.wordpiece import learn_vocabulary, pretokenize_lines
-from tests.conftest import TINY_CORPUS, read_long_lines, write_examples
+from pipeline.config import TrainConfig
+from tests.conftest import TINY_CORPUS, read_long_lines, tokenize, write_token_examples
 
 EPOCHS = 3
+SEQ_LEN = 16
 
 
 @pytest.fixture
 def fn_args_factory(tmp_path):
     """FnArgs as TFX's Trainer executor builds them, one per (simulated) pipeline run."""
     train = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
-    write_examples(tmp_path / "examples" / "Split-train" / "data.gz", train)
-    write_examples(
-        tmp_path / "examples" / "Split-eval" / "data.gz", read_long_lines(os.path.join(TINY_CORPUS, "valid.txt"))
-    )
     counts = {}
     for word in pretokenize_lines(train, lowercase=True):
         counts[word] = counts.get(word, 0) + 1
+    vocab = learn_vocabulary(counts.items(), 1000, ["[PAD]", "[UNK]", "[BOS]"])
     vocab_path = tmp_path / "vocab.txt"
-    vocab_path.write_text("\n".join(learn_vocabulary(counts.items(), 1000, ["[PAD]", "[UNK]", "[BOS]"])) + "\n")
+    vocab_path.write_text("\n".join(vocab) + "\n")
+    valid = read_long_lines(os.path.join(TINY_CORPUS, "valid.txt"))
+    for split, lines in (("train", train), ("eval", valid)):
+        write_token_examples(tmp_path / "examples" / f"Split-{split}" / "data.gz", tokenize(lines, vocab, SEQ_LEN))
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
 
     def make(pipeline_run_id):
@@ -46,18 +50,18 @@ def fn_args_factory(tmp_path):
             serving_model_dir=str(out / "serving"),
             model_run_dir=str(out / "run"),
             custom_config={
-                keys.MODEL: {"seq_len": 16, "embed_dim": 8, "ff_dim": 8, "num_heads": 2, "num_layers": 1},
-                keys.TRAIN: {
-                    "batch_size": 8,
-                    "epochs": EPOCHS,
-                    "steps_per_epoch": 2,
-                    "validation_steps": 1,
-                    "learning_rate": 0.001,
-                    "shuffle_buffer": 16,
-                    "epoch_sample_k": 5,
-                    "epoch_sample_tokens": 4,
-                    "seed": 1,
-                },
+                keys.MODEL: {"seq_len": SEQ_LEN, "embed_dim": 8, "ff_dim": 8, "num_heads": 2, "num_layers": 1},
+                keys.TRAIN: dataclasses.asdict(
+                    TrainConfig(
+                        batch_size=8,
+                        epochs=EPOCHS,
+                        steps_per_epoch=2,
+                        validation_steps=1,
+                        epoch_sample_k=5,
+                        epoch_sample_tokens=4,
+                        seed=1,
+                    )
+                ),
                 keys.LOWERCASE: True,
                 keys.MLFLOW: {"tracking_uri": tracking_uri, "experiment_name": "exp"},
                 keys.PARAMS: {"train.epochs": EPOCHS},
@@ -91,7 +95,13 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     with open(os.path.join(fn_args.serving_model_dir, model_bundle.MANIFEST_FILE)) as f:
         assert json.load(f)["pipeline_run_id"] == "run-1"
     # What trained the model travels with it, as logged: a cached rerun's Evaluator copies it.
-    assert manifest.params == {"train.epochs": EPOCHS, "model.vocabulary_size_learned": len(vocab)}
+    assert manifest.params == {
+        "train.epochs": EPOCHS,
+        "model.vocabulary_size_learned": len(vocab),
+        # "auto": what this machine trains in (bf16 on a bf16-capable CPU).
+        "train.precision_resolved": resolve_settings("auto", None, 1).precision,
+    }
+    assert model.get_layer("logits").dtype_policy.name == manifest.params["train.precision_resolved"]
     assert run.data.params == {k: str(v) for k, v in manifest.params.items()}
     (logged,) = client.search_logged_models([run.info.experiment_id])
     assert (logged.name, logged.source_run_id) == ("minigpt", run.info.run_id)
@@ -101,7 +111,10 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     # tensorflow_text (no tokenizer ops in the graph).
     served = tf.saved_model.load(fn_args.serving_model_dir)
     ids = np.array([[2, 5, 9, 0]], dtype="int32")
-    np.testing.assert_allclose(served.serve(ids).numpy(), model(ids), rtol=1e-4, atol=1e-5)
+    # Compared in float32: with precision auto on a bf16 CPU the logits are bfloat16.
+    np.testing.assert_allclose(
+        tf.cast(served.serve(ids), tf.float32), tf.cast(model(ids), tf.float32), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_an_epoch_sample_k_above_the_learned_vocabulary_stops_before_any_work(fn_args_factory):
@@ -120,6 +133,8 @@ def _trainer_inputs(tmp_path):
     examples.split_names = '["train", "eval"]'
     examples.set_int_custom_property("train_lines_kept", 160)
     examples.set_int_custom_property("eval_lines_too_short", 8)
+    for name, value in {"sequences": 160, "tokens": 4000, "unk_tokens": 40, "truncated_sequences": 80}.items():
+        examples.set_int_custom_property(f"train_{name}", value)
     examples.set_string_custom_property("unrelated", "x")
     vocabulary = Vocabulary()
     vocabulary.uri = str(tmp_path / "vocab")
@@ -149,7 +164,16 @@ def test_executor_adds_vocabulary_run_id_line_counts_and_tracking_at_run_time(tm
         keys.PIPELINE_RUN_ID: "run-7",
         keys.PIPELINE_NAME: "p",
         keys.MLFLOW: {"tracking_uri": "http://tracking:5000", "experiment_name": "exp"},
-        keys.DATA_STATS: {"data.train_lines_kept": 160, "data.eval_lines_too_short": 8},
+        keys.DATA_STATS: {
+            "data.train_lines_kept": 160,
+            "data.eval_lines_too_short": 8,
+            "data.train_sequences": 160,
+            "data.train_tokens": 4000,
+            "data.train_unk_tokens": 40,
+            "data.train_truncated_sequences": 80,
+            "data.train_unk_share": 0.01,
+            "data.train_truncated_share": 0.5,
+        },
     }
 
 

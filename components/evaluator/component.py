@@ -46,7 +46,7 @@ class Evaluator(base_component.BaseComponent):
         """Builds the component.
 
         Args:
-          examples: Examples with an `eval` split.
+          examples: token-id Examples (from Tokenize) with an `eval` split.
           model: the Trainer's Model.
           eval_config: num_tokens_to_generate, batch_size, max_batches, decoders
             (name -> sampler parameters) and seed.

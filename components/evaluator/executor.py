@@ -16,10 +16,11 @@ from tfx.utils import path_utils
 
 from components import model_bundle
 from components.formats import EVALUATION_FILE
-from components.lm_data import lm_dataset
+from components.lm_data import read_labels
 from components.minigpt.decoders import check_decoders
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.perplexity import token_weighted_perplexity
+from components.minigpt.sequences import batches, features_from_labels
 from components.minigpt.tokenizer import TextCodec
 from components.tracking import TRAINED_IN_RUN_TAG, PipelineRun
 
@@ -46,7 +47,8 @@ class Executor(base_executor.BaseExecutor):
         """Writes `evaluation.json` and one `samples/<decoder>.txt` per decoder.
 
         Args:
-          input_dict: `examples` (with an `eval` split) and `model` (from the Trainer).
+          input_dict: `examples` (token-id Examples from Tokenize, with an `eval` split)
+            and `model` (from the Trainer).
           output_dict: `evaluation`: a ModelEvaluation artifact.
           exec_properties: `eval_config` (JSON: num_tokens_to_generate, batch_size,
             max_batches, decoders, seed), `mlflow_config` (JSON: tracking_uri,
@@ -76,8 +78,12 @@ class Executor(base_executor.BaseExecutor):
                 run.log_params(manifest.params)
             run.log_params(json.loads(exec_properties[PARAMS_KEY]))
             pattern = os.path.join(artifact_utils.get_split_uri([examples], SPLIT), "*")
-            batches = lm_dataset([pattern], codec, eval_cfg["batch_size"], SPLIT)
-            perplexity, num_tokens = token_weighted_perplexity(model, batches, eval_cfg["max_batches"])
+            labels = read_labels([pattern], manifest.model.seq_len, SPLIT)
+            perplexity, num_tokens = token_weighted_perplexity(
+                model,
+                batches(features_from_labels(labels, codec.bos_id), labels, eval_cfg["batch_size"]),
+                eval_cfg["max_batches"],
+            )
             logger.info("Eval perplexity %.3f over %d tokens.", perplexity, num_tokens)
             run.log_metrics({"eval_perplexity": perplexity, "eval_tokens": num_tokens}, step=0)
 

@@ -7,6 +7,7 @@ figure in the keras.io example.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import keras
 import keras_hub
@@ -28,32 +29,64 @@ class GPTConfig:
     num_layers: int = 2
 
 
-def build_model(cfg: GPTConfig) -> keras.Model:
-    """The reference functional model: int token ids (B, T) -> logits (B, T, V)."""
+def build_model(cfg: GPTConfig, dtype: Optional[str] = None) -> keras.Model:
+    """The reference functional model: int token ids (B, T) -> logits (B, T, V).
+
+    Args:
+      cfg: the model's sizes.
+      dtype: a Keras dtype policy for every layer, e.g. "mixed_bfloat16" (bf16 compute,
+        float32 weights); None is Keras' global policy (float32 unless set).
+    """
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = keras_hub.layers.TokenAndPositionEmbedding(
         vocabulary_size=cfg.vocabulary_size,
         sequence_length=cfg.seq_len,
         embedding_dim=cfg.embed_dim,
         mask_zero=True,
+        dtype=dtype,
         name="embedding",
     )(token_ids)  # (B, T, D)
     for i in range(cfg.num_layers):
         # One argument only: causal self-attention, no cross-attention.
         x = keras_hub.layers.TransformerDecoder(
-            num_heads=cfg.num_heads, intermediate_dim=cfg.ff_dim, name=f"decoder_{i}"
+            num_heads=cfg.num_heads, intermediate_dim=cfg.ff_dim, dtype=dtype, name=f"decoder_{i}"
         )(x)  # (B, T, D)
-    logits = keras.layers.Dense(cfg.vocabulary_size, name=LOGITS_LAYER)(x)  # (B, T, V)
+    logits = keras.layers.Dense(cfg.vocabulary_size, dtype=dtype, name=LOGITS_LAYER)(x)  # (B, T, V)
     return keras.Model(token_ids, logits, name="minigpt")
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    """Adam + cross-entropy from logits, with perplexity that ignores [PAD] (the reference)."""
+def compile_model(
+    model: keras.Model, learning_rate: float, jit_compile: Optional[bool] = None, steps_per_execution: int = 1
+) -> None:
+    """Adam + cross-entropy from logits, with perplexity that ignores [PAD] (the reference).
+
+    `jit_compile` (None: Keras' "auto", no XLA on a CPU-only TensorFlow) and
+    `steps_per_execution` change how fast a step runs, not what it computes.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=PAD_ID)],
+        jit_compile="auto" if jit_compile is None else jit_compile,
+        steps_per_execution=steps_per_execution,
     )
+
+
+def forward_flops(cfg: GPTConfig, batch_size: int) -> int:
+    """Floating-point operations of one forward pass over (batch_size, seq_len) tokens.
+
+    Matmuls only (2 per multiply-add): Q/K/V/output projections, attention scores and
+    values over the full window, the feed-forward block and the logits. A training
+    step costs about three times this (forward, and twice that backward).
+    """
+    heads_dim = (cfg.embed_dim // cfg.num_heads) * cfg.num_heads  # keras_hub: key_dim = D // H
+    per_layer = (
+        4 * 2 * cfg.embed_dim * heads_dim  # q, k, v and output projections
+        + 2 * 2 * cfg.seq_len * heads_dim  # scores and weighted values
+        + 2 * 2 * cfg.embed_dim * cfg.ff_dim  # feed-forward in and out
+    )
+    per_token = cfg.num_layers * per_layer + 2 * cfg.embed_dim * cfg.vocabulary_size
+    return batch_size * cfg.seq_len * per_token
 
 
 def with_hidden_states(model: keras.Model) -> keras.Model:

@@ -42,7 +42,7 @@ class Trainer(base_component.BaseComponent):
         """Builds the component.
 
         Args:
-          examples: Examples with `train` and `eval` splits of tf.Example{text}.
+          examples: token-id Examples (from Tokenize) with `train` and `eval` splits.
           vocabulary: the Vocabulary learned by VocabGen.
           module_file: path of the module that defines `run_fn(fn_args)`.
           custom_config: JSON-serialisable settings handed to `run_fn`.

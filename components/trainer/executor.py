@@ -17,7 +17,7 @@ from tfx.components.trainer import fn_args_utils
 from tfx.types import artifact_utils, standard_component_specs
 
 from components.artifact_types import Vocabulary
-from components.formats import LINE_COUNTERS
+from components.formats import LINE_COUNTERS, TOKEN_COUNTERS
 from components.tracking import tracking_from_environment
 from components.trainer import keys
 
@@ -38,10 +38,23 @@ class Executor(trainer_executor.GenericExecutor):
         fn_args.custom_config[keys.PIPELINE_NAME] = self._context.pipeline_info.id
         fn_args.custom_config[keys.MLFLOW] = tracking_from_environment()
         examples = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
-        # TextExampleGen's line counts, so the MLflow run shows what the model was fed.
-        fn_args.custom_config[keys.DATA_STATS] = {
-            f"data.{name}": examples.get_int_custom_property(name)
-            for name in examples.mlmd_artifact.custom_properties
-            if name.endswith(LINE_COUNTERS)
-        }
+        # The line and token counts, so the MLflow run shows what the model was fed.
+        fn_args.custom_config[keys.DATA_STATS] = data_stats(examples)
         return fn_args
+
+
+def data_stats(examples: types.Artifact) -> Dict[str, float]:
+    """`data.<split>_<count>` for every line and token count on the Examples artifact,
+    plus each split's share of [UNK] tokens and of sequences truncated at seq_len."""
+    stats = {
+        f"data.{name}": examples.get_int_custom_property(name)
+        for name in examples.mlmd_artifact.custom_properties
+        if name.endswith(LINE_COUNTERS + TOKEN_COUNTERS)
+    }
+    for split in artifact_utils.decode_split_names(examples.split_names):
+        tokens, sequences = stats.get(f"data.{split}_tokens"), stats.get(f"data.{split}_sequences")
+        if tokens:
+            stats[f"data.{split}_unk_share"] = stats[f"data.{split}_unk_tokens"] / tokens
+        if sequences:
+            stats[f"data.{split}_truncated_share"] = stats[f"data.{split}_truncated_sequences"] / sequences
+    return stats

@@ -22,10 +22,12 @@ from tfx import v1 as tfx
 from components import model_bundle
 from components.artifact_types import read_vocabulary
 from components.errors import ConfigError
-from components.lm_data import lm_dataset
+from components.lm_data import read_labels
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, compile_model
+from components.minigpt.sequences import features_from_labels
 from components.minigpt.tokenizer import TextCodec
+from components.minigpt.training import resolve_settings
 from components.tracking import PipelineRun
 from components.trainer import keys
 
@@ -85,27 +87,32 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         )
     codec = TextCodec(vocab, gpt.seq_len, lowercase=cfg[keys.LOWERCASE])
     keras.utils.set_random_seed(train_cfg["seed"])
-    train_ds = lm_dataset(
-        fn_args.train_files, codec, train_cfg["batch_size"], "train", train_cfg["shuffle_buffer"], train_cfg["seed"]
-    )
-    eval_ds = lm_dataset(fn_args.eval_files, codec, train_cfg["batch_size"], "eval")
-    if train_cfg["steps_per_epoch"]:
-        train_ds = train_ds.repeat()
+    train_labels = read_labels(fn_args.train_files, gpt.seq_len, "train")
+    eval_labels = read_labels(fn_args.eval_files, gpt.seq_len, "eval")
 
     mlflow_cfg = cfg[keys.MLFLOW]
     run = PipelineRun.for_pipeline_run(
         mlflow_cfg["tracking_uri"], mlflow_cfg["experiment_name"], cfg[keys.PIPELINE_NAME], cfg[keys.PIPELINE_RUN_ID]
     )
-    params = {**cfg[keys.PARAMS], "model.vocabulary_size_learned": gpt.vocabulary_size}
+    settings = resolve_settings(train_cfg["precision"], train_cfg["jit_compile"], train_cfg["steps_per_execution"])
+    params = {
+        **cfg[keys.PARAMS],
+        "model.vocabulary_size_learned": gpt.vocabulary_size,
+        "train.precision_resolved": settings.precision,
+    }
     with run.failed_on_error():
         run.log_params(params)
-        model = build_model(gpt)
-        compile_model(model, train_cfg["learning_rate"])
+        model = build_model(gpt, dtype=settings.precision)
+        compile_model(model, train_cfg["learning_rate"], settings.jit_compile, settings.steps_per_execution)
         model.summary(print_fn=logger.info)
         run.log_metrics({"num_parameters": model.count_params(), **cfg.get(keys.DATA_STATS, {})}, step=0)
         model.fit(
-            train_ds,
-            validation_data=eval_ds,
+            features_from_labels(train_labels, codec.bos_id),
+            train_labels,
+            batch_size=train_cfg["batch_size"],
+            shuffle=True,
+            validation_data=(features_from_labels(eval_labels, codec.bos_id), eval_labels),
+            validation_batch_size=train_cfg["batch_size"],
             epochs=train_cfg["epochs"],
             steps_per_epoch=train_cfg["steps_per_epoch"],
             validation_steps=train_cfg["validation_steps"],

@@ -1,0 +1,35 @@
+"""Language-model examples from token ids, in NumPy (no TensorFlow: any Keras backend).
+
+A line's ids are its labels; its features are [BOS] followed by the labels shifted one
+step right, so the model predicts labels[t] from features[: t + 1]. This is what the
+reference's `StartEndPacker(start_value=BOS)` over the tokenizer output produces.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Tuple
+
+import numpy as np
+
+
+def features_from_labels(labels: np.ndarray, bos_id: int) -> np.ndarray:
+    """(N, T) labels, [PAD]-padded -> (N, T) features: [BOS] + labels[:, :-1]."""
+    bos = np.full((labels.shape[0], 1), bos_id, dtype=labels.dtype)
+    return np.concatenate([bos, labels[:, :-1]], axis=1)
+
+
+def canonical_order(labels: np.ndarray) -> np.ndarray:
+    """The rows sorted by their ids, so that the order Beam wrote them in does not matter.
+
+    Training shuffles with a fixed seed; starting from the same order makes two runs on
+    the same data see the same batches.
+    """
+    if len(labels) == 0:
+        return labels
+    return labels[np.lexsort(labels.T[::-1])]
+
+
+def batches(features: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """(features, labels) in order, `batch_size` rows at a time (the last may be short)."""
+    for start in range(0, len(labels), batch_size):
+        yield features[start : start + batch_size], labels[start : start + batch_size]

@@ -1,0 +1,52 @@
+"""How fast the training step runs: precision, XLA and steps per call, with "auto" resolved.
+
+None of these change what a step computes beyond rounding (bf16); they are chosen per
+machine. The figures behind the "auto" choices are in BENCHMARKS.md
+(`benchmarks/train_step.py`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+class TrainingSettings(NamedTuple):
+    precision: str  # a Keras dtype policy: "float32", "mixed_bfloat16" or "mixed_float16"
+    jit_compile: Optional[bool]  # None: Keras' "auto"
+    steps_per_execution: int
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def has_gpu() -> bool:
+    """True if the Keras backend sees a GPU."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    if keras.backend.backend() == "jax":
+        import jax  # pylint: disable=import-outside-toplevel
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
+
+
+def resolve_settings(precision: str, jit_compile: Optional[bool], steps_per_execution: int) -> TrainingSettings:
+    """`precision: auto` is bfloat16 on a GPU or a CPU with native bf16, else float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        precision = "mixed_bfloat16" if has_gpu() or cpu_has_bf16() else "float32"
+    return TrainingSettings(precision, jit_compile, steps_per_execution)
