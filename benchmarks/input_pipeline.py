@@ -22,8 +22,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from keras.src.trainers.data_adapters import get_data_adapter  # noqa: E402
 
 from benchmarks.common import BATCH, BOS_ID, EMBEDDED_CORPUS, SEQ_LEN, corpus_lines, token_labels, vocabulary  # noqa: E402
 from components.minigpt.model import GPTConfig, build_model, compile_model  # noqa: E402
@@ -67,10 +67,9 @@ def main(argv=None) -> None:
     )
     labels = token_labels(codec, lines)
     features = features_from_labels(labels, BOS_ID)
-    # Exactly what Model.fit builds from arrays (shuffled every epoch), repeated.
-    adapter = keras.trainers.data_adapters.get_data_adapter(
-        x=features, y=labels, batch_size=BATCH, shuffle=True, steps_per_epoch=None
-    )
+    # Exactly what Model.fit builds from arrays (shuffled every epoch), repeated. Keras
+    # exposes no public name for it; this is the function fit calls.
+    adapter = get_data_adapter(x=features, y=labels, batch_size=BATCH, shuffle=True, steps_per_epoch=None)
     ours = adapter.get_tf_dataset().repeat()
     results = {
         "reference_sequences_per_s": sequences_per_s(reference, args.batches),

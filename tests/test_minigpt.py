@@ -8,6 +8,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+from components.minigpt.callbacks import KeepBestEpoch
 from components.minigpt.decoders import DECODERS
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, forward_flops, with_hidden_states
@@ -157,3 +158,18 @@ def test_forward_flops_count_every_matmul_weight_twice_per_token_plus_attention(
     attention = cfg.num_layers * 2 * 2 * cfg.seq_len * heads_dim  # scores and weighted values
     assert forward_flops(cfg, batch_size=1) == cfg.seq_len * (2 * kernels + attention)
     assert 100e9 < 3 * forward_flops(cfg, batch_size=64) < 110e9  # DESIGN.md: ~110 GFLOP a step
+
+
+def test_keep_best_epoch_restores_the_weights_of_the_lowest_val_perplexity():
+    model = build_model(TINY)
+    best = KeepBestEpoch("val_perplexity")
+    best.set_model(model)
+    snapshots = []
+    for epoch, perplexity in enumerate([9.0, 5.0, 7.0]):
+        model.set_weights([w + 1.0 for w in model.get_weights()])  # "training"
+        snapshots.append(model.get_weights())
+        best.on_epoch_end(epoch, {"val_perplexity": perplexity, "loss": 1.0})
+    best.on_train_end()
+    assert (best.best_epoch, best.best_value) == (2, 5.0)
+    for got, want in zip(model.get_weights(), snapshots[1]):
+        np.testing.assert_array_equal(got, want)

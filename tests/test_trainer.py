@@ -92,6 +92,11 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     assert manifest.mlflow_run_id == run.info.run_id
     assert run.info.status == "RUNNING"  # the Evaluator finishes it
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
+    # The exported weights are the best epoch's, and the run says which one it was.
+    history = client.get_metric_history(run.info.run_id, "val_perplexity")
+    best = min(history, key=lambda m: m.value)
+    assert run.data.metrics["best_epoch"] == best.step
+    assert run.data.metrics["best_val_perplexity"] == pytest.approx(best.value)
     with open(os.path.join(fn_args.serving_model_dir, model_bundle.MANIFEST_FILE)) as f:
         assert json.load(f)["pipeline_run_id"] == "run-1"
     # What trained the model travels with it, as logged: a cached rerun's Evaluator copies it.

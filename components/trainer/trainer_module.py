@@ -23,6 +23,7 @@ from components import model_bundle
 from components.artifact_types import read_vocabulary
 from components.errors import ConfigError
 from components.lm_data import read_labels
+from components.minigpt.callbacks import KeepBestEpoch
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, compile_model
 from components.minigpt.sequences import features_from_labels
@@ -106,6 +107,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         compile_model(model, train_cfg["learning_rate"], settings.jit_compile, settings.steps_per_execution)
         model.summary(print_fn=logger.info)
         run.log_metrics({"num_parameters": model.count_params(), **cfg.get(keys.DATA_STATS, {})}, step=0)
+        best = KeepBestEpoch("val_perplexity")
         model.fit(
             features_from_labels(train_labels, codec.bos_id),
             train_labels,
@@ -118,6 +120,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             validation_steps=train_cfg["validation_steps"],
             callbacks=[
                 keras.callbacks.BackupAndRestore(_checkpoint_dir(cfg, fn_args)),
+                best,
                 MlflowEpochLogger(
                     run, codec, train_cfg["epoch_sample_tokens"], train_cfg["epoch_sample_k"], train_cfg["seed"]
                 ),
@@ -125,6 +128,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             # A live progress bar on a terminal, one line per epoch in logs and CI.
             verbose=1 if sys.stdout.isatty() else 2,
         )
+        if best.best_epoch is not None:
+            logger.info("Keeping epoch %d's weights (val_perplexity %.2f).", best.best_epoch, best.best_value)
+            run.log_metrics({"best_epoch": best.best_epoch, "best_val_perplexity": best.best_value}, step=0)
         model_bundle.export(
             fn_args.serving_model_dir,
             model,
