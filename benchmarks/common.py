@@ -10,6 +10,9 @@ from typing import List
 
 import numpy as np
 
+from components.minigpt.training import TrainingSettings, resolve_settings
+from pipeline.config import TrainConfig
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMBEDDED_CORPUS = os.path.join(REPO_ROOT, "pipeline", "embedded_corpus")
 CACHE_DIR = os.path.join(REPO_ROOT, "outputs", "benchmarks")
@@ -46,3 +49,9 @@ def token_labels(codec, lines: List[bytes]) -> np.ndarray:
     """(N, 128) int32 labels of `lines`, as the Tokenize step writes them (the reference's ids)."""
     chunks = [lines[i : i + 512] for i in range(0, len(lines), 512)]
     return np.concatenate([np.asarray(codec.features_and_labels(chunk)[1]) for chunk in chunks]).astype("int32")
+
+
+def our_settings() -> TrainingSettings:
+    """The Trainer's step settings as configured by default, resolved for this machine."""
+    train = TrainConfig()
+    return resolve_settings(train.precision, train.jit_compile, train.steps_per_execution)

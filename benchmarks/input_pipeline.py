@@ -25,12 +25,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from keras.src.trainers.data_adapters import get_data_adapter  # noqa: E402
 
-from benchmarks.common import BATCH, BOS_ID, EMBEDDED_CORPUS, SEQ_LEN, corpus_lines, token_labels, vocabulary  # noqa: E402
-from components.minigpt.model import GPTConfig, build_model, compile_model  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    BATCH,
+    BOS_ID,
+    EMBEDDED_CORPUS,
+    SEQ_LEN,
+    corpus_lines,
+    our_settings,
+    token_labels,
+    vocabulary,
+)
+from components.minigpt.model import GPTConfig  # noqa: E402
 from components.minigpt.sequences import features_from_labels  # noqa: E402
 from components.minigpt.tokenizer import TextCodec  # noqa: E402
-from components.minigpt.training import resolve_settings  # noqa: E402
-from pipeline.config import TrainConfig  # noqa: E402
+from components.minigpt.training import build_trainable_model  # noqa: E402
 
 GPU_STEP_SEQUENCES_PER_S = 64 / 1.82e-3  # DESIGN.md §5: Keras fit on JAX, one H200, batch 64
 
@@ -76,10 +84,8 @@ def main(argv=None) -> None:
         "ours_sequences_per_s": sequences_per_s(ours, args.batches),
     }
 
-    train = TrainConfig()
-    settings = resolve_settings(train.precision, train.jit_compile, train.steps_per_execution)
-    model = build_model(GPTConfig(vocabulary_size=len(vocab)), dtype=settings.precision)
-    compile_model(model, 1e-3, settings.jit_compile, settings.steps_per_execution)
+    settings = our_settings()
+    model = build_trainable_model(GPTConfig(vocabulary_size=len(vocab)), 1e-3, settings)
     n = (args.step_batches + 1) * BATCH
     model.fit(features[:BATCH], labels[:BATCH], batch_size=BATCH, verbose=0)
     start = time.perf_counter()

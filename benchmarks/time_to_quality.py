@@ -30,12 +30,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import BATCH, BOS_ID, REPO_ROOT, SEQ_LEN, corpus_lines, token_labels, vocabulary  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    BATCH,
+    BOS_ID,
+    REPO_ROOT,
+    SEQ_LEN,
+    corpus_lines,
+    our_settings,
+    token_labels,
+    vocabulary,
+)
 from components.minigpt.model import GPTConfig, build_model, compile_model  # noqa: E402
 from components.minigpt.sequences import features_from_labels  # noqa: E402
 from components.minigpt.tokenizer import TextCodec  # noqa: E402
-from components.minigpt.training import resolve_settings  # noqa: E402
-from pipeline.config import TrainConfig  # noqa: E402
+from components.minigpt.training import build_trainable_model  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "gutenberg-large")
 
@@ -82,10 +90,7 @@ def train(recipe: str, train_lines, valid_lines, vocab, args) -> dict:
             verbose=0,
         )
     else:
-        cfg = TrainConfig()
-        settings = resolve_settings(cfg.precision, cfg.jit_compile, cfg.steps_per_execution)
-        model = build_model(GPTConfig(vocabulary_size=len(vocab)), dtype=settings.precision)
-        compile_model(model, 1e-3, settings.jit_compile, settings.steps_per_execution)
+        model = build_trainable_model(GPTConfig(vocabulary_size=len(vocab)), 1e-3, our_settings())
         # Tokenizing is the pipeline's Tokenize step, once, before the Trainer: not timed here.
         labels, valid = token_labels(codec, train_lines), token_labels(codec, valid_lines)
         history = model.fit(

@@ -39,6 +39,7 @@ from benchmarks.common import (  # noqa: E402
     SEQ_LEN,
     VOCAB_SIZE,
     corpus_lines,
+    our_settings,
     token_labels,
     vocabulary,
 )
@@ -76,10 +77,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from components.minigpt.model import GPTConfig, build_model, compile_model, forward_flops  # noqa: E402
+from components.minigpt.model import GPTConfig, forward_flops  # noqa: E402
 from components.minigpt.sequences import features_from_labels  # noqa: E402
-from components.minigpt.training import TrainingSettings, resolve_settings  # noqa: E402
-from pipeline.config import TrainConfig  # noqa: E402
+from components.minigpt.training import TrainingSettings, build_trainable_model  # noqa: E402
 
 
 def load_data(args):
@@ -128,8 +128,7 @@ def run_variant(name: str, settings: TrainingSettings, data, held_out, args) -> 
     labels, vocab_size, text = data
     keras.utils.set_random_seed(args.seed)
     cfg = GPTConfig(vocabulary_size=vocab_size)
-    model = build_model(cfg, dtype=settings.precision)
-    compile_model(model, 1e-3, jit_compile=settings.jit_compile, steps_per_execution=settings.steps_per_execution)
+    model = build_trainable_model(cfg, 1e-3, settings)
     # Whole calls only, and the same number of steps for every variant (so that the
     # losses compare): warm-up and timed steps are multiples of the largest
     # steps_per_execution among the variants.
@@ -183,9 +182,7 @@ def main() -> None:
         np.save(args.save_tokens, data[0])
         print(f"wrote {data[0].shape} token ids to {args.save_tokens}")
         return
-    train = TrainConfig()
-    ours = resolve_settings(train.precision, train.jit_compile, train.steps_per_execution)
-    variants = {"ours": ours, **{k: TrainingSettings(*v) for k, v in LEVERS.items()}}
+    variants = {"ours": our_settings(), **{k: TrainingSettings(*v) for k, v in LEVERS.items()}}
     if data[2] is not None and args.backend == "tensorflow":
         variants = {"baseline": TrainingSettings("float32", None, 1), **variants}
     names = args.variants.split(",") if args.variants else list(variants)

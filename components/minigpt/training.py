@@ -7,7 +7,12 @@ machine. The figures behind the "auto" choices are in BENCHMARKS.md
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
+
+if TYPE_CHECKING:  # the config loader imports this module: no Keras at import time
+    import keras
+
+    from components.minigpt.model import GPTConfig
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
@@ -50,3 +55,13 @@ def resolve_settings(precision: str, jit_compile: Optional[bool], steps_per_exec
     if precision == "auto":
         precision = "mixed_bfloat16" if has_gpu() or cpu_has_bf16() else "float32"
     return TrainingSettings(precision, jit_compile, steps_per_execution)
+
+
+def build_trainable_model(gpt: "GPTConfig", learning_rate: float, settings: TrainingSettings) -> "keras.Model":
+    """The reference model in `settings.precision`, compiled with the reference's loss and
+    metric and the step settings: what the Trainer and the benchmarks train."""
+    from components.minigpt.model import build_model, compile_model  # pylint: disable=import-outside-toplevel
+
+    model = build_model(gpt, dtype=settings.precision)
+    compile_model(model, learning_rate, settings.jit_compile, settings.steps_per_execution)
+    return model

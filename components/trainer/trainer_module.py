@@ -25,10 +25,10 @@ from components.errors import ConfigError
 from components.lm_data import read_labels
 from components.minigpt.callbacks import KeepBestEpoch
 from components.minigpt.decoding import Generator, make_sampler
-from components.minigpt.model import GPTConfig, build_model, compile_model
+from components.minigpt.model import GPTConfig
 from components.minigpt.sequences import features_from_labels
 from components.minigpt.tokenizer import TextCodec
-from components.minigpt.training import resolve_settings
+from components.minigpt.training import build_trainable_model, resolve_settings
 from components.tracking import PipelineRun
 from components.trainer import keys
 
@@ -103,8 +103,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     }
     with run.failed_on_error():
         run.log_params(params)
-        model = build_model(gpt, dtype=settings.precision)
-        compile_model(model, train_cfg["learning_rate"], settings.jit_compile, settings.steps_per_execution)
+        model = build_trainable_model(gpt, train_cfg["learning_rate"], settings)
         model.summary(print_fn=logger.info)
         run.log_metrics({"num_parameters": model.count_params(), **cfg.get(keys.DATA_STATS, {})}, step=0)
         best = KeepBestEpoch("val_perplexity")
