@@ -110,7 +110,9 @@ def print_summary(cfg: PipelineConfig) -> None:
         lines.append("                  (every component was cached: this is the run that produced the results)")
     for name, text in evaluation.get("samples", {}).items():
         lines.append(f"  {name:>11}: {text[:100]}{'...' if len(text) > 100 else ''}")
-    lines.append("Browse MLflow:    .venv/bin/mlflow ui --backend-store-uri " + tracking_uri + " --port 5000")
+    # The mlflow beside this interpreter (the project's venv), so the command works from any directory.
+    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    lines.append(f"Browse MLflow:    {mlflow_cli} ui --backend-store-uri {tracking_uri} --port 5000")
     if "mlflow_run_id" in evaluation:
         from mlflow.tracking import MlflowClient
 
