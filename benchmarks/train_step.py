@@ -79,7 +79,11 @@ import numpy as np  # noqa: E402
 
 from components.minigpt.model import GPTConfig, forward_flops  # noqa: E402
 from components.minigpt.sequences import features_from_labels  # noqa: E402
-from components.minigpt.training import TrainingSettings, build_trainable_model  # noqa: E402
+from components.minigpt.training import (  # noqa: E402
+    TrainingSettings,
+    build_trainable_model,
+    use_every_local_device,
+)
 
 
 def load_data(args):
@@ -177,6 +181,7 @@ def matmul_peak(dtype: str, n: int = 2048, reps: int = 10) -> float:
 
 def main() -> None:
     args = ARGS
+    devices = use_every_local_device()  # JAX: each batch split over all local devices
     data = load_data(args)
     if args.save_tokens:
         np.save(args.save_tokens, data[0])
@@ -215,7 +220,8 @@ def main() -> None:
         }
     base = "baseline" if "baseline" in rows else names[0]
     print(
-        f"\nbackend {args.backend}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"\nbackend {args.backend} on {devices} device(s), {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores; "
         f"matmul peak fp32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s; "
         f"{results[names[0]][0]['flops'] / 1e9:.0f} GFLOP a step; medians of {args.repeats}"
     )
@@ -228,6 +234,7 @@ def main() -> None:
     if args.json:
         summary = {
             "backend": args.backend,
+            "devices": devices,
             "steps": args.steps,
             "repeats": args.repeats,
             "matmul_peak_flops": peaks,

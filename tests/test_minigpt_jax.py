@@ -53,3 +53,43 @@ def test_same_weights_give_the_same_logits_and_greedy_tokens_on_jax(tmp_path):
     assert jax_side["backend"] == "jax"
     np.testing.assert_allclose(jax_side["logits"], model(np.array(TOKENS, dtype="int32")), rtol=1e-4, atol=1e-5)
     assert jax_side["greedy"] == Generator(model, 2, 10).generate(make_sampler("greedy", {}, 0)).tolist()
+
+
+DATA_PARALLEL_SIDE = """
+import json
+import keras, numpy as np
+from components.minigpt.model import GPTConfig
+from components.minigpt.training import TrainingSettings, build_trainable_model, use_every_local_device
+devices = use_every_local_device()
+cfg = GPTConfig(vocabulary_size=40, seq_len=16, embed_dim=16, ff_dim=16, num_heads=2, num_layers=1)
+keras.utils.set_random_seed(0)
+model = build_trainable_model(cfg, 1e-2, TrainingSettings("float32", None, 1))
+labels = np.random.default_rng(0).integers(3, 40, size=(64, 16)).astype("int32")
+features = np.concatenate([np.full((64, 1), 2, "int32"), labels[:, :-1]], axis=1)
+history = model.fit(features, labels, batch_size=16, epochs=2, shuffle=False, verbose=0)
+weight_devices = len(model.weights[0].value.sharding.device_set)
+out = {"devices": devices, "loss": history.history["loss"], "weight_devices": weight_devices}
+distribution = keras.distribution.distribution()
+if distribution is not None:
+    batch = keras.distribution.distribute_tensor(features[:16], distribution.get_data_layout((16, 16)))
+    out["batch_shard_rows"] = [int(shard.data.shape[0]) for shard in batch.addressable_shards]
+print(json.dumps(out))
+"""
+
+
+def _data_parallel_run(num_devices):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+    out = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL_SIDE], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_every_local_device_holds_a_shard_and_learns_what_one_device_learns():
+    one, two = _data_parallel_run(1), _data_parallel_run(2)
+    assert (one["devices"], two["devices"]) == (1, 2)
+    assert two["weight_devices"] == 2  # weights replicated on both devices
+    assert two["batch_shard_rows"] == [8, 8]  # each device holds half of a 16-row batch
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)

@@ -65,3 +65,21 @@ def build_trainable_model(gpt: "GPTConfig", learning_rate: float, settings: Trai
     model = build_model(gpt, dtype=settings.precision)
     compile_model(model, learning_rate, settings.jit_compile, settings.steps_per_execution)
     return model
+
+
+def use_every_local_device() -> int:
+    """On JAX, splits every batch over all local devices (Keras `DataParallel`): weights
+    are replicated, each device computes on its share of the batch and the gradients are
+    averaged, so the step learns what one device would. Returns the number of devices.
+
+    Call before building the model. On TensorFlow the single-process equivalent is
+    `tf.distribute.MirroredStrategy`, not wired in yet.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+
+    if keras.backend.backend() != "jax":
+        return 1
+    devices = keras.distribution.list_devices()
+    if len(devices) > 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return len(devices)
