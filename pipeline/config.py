@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import yaml
 
 from components.errors import ConfigError
-from components.minigpt.decoders import check_decoders
+from components.minigpt.decoders import check_decoders, check_fits_vocabulary
 from components.minigpt.training import PRECISIONS
 
 EMBEDDED_CORPUS = "embedded"
@@ -324,11 +324,9 @@ def validate(cfg: PipelineConfig) -> None:
         if num_tokens + 1 > cfg.model.seq_len:
             raise ConfigError(key, f"[BOS] + {num_tokens} tokens exceed model.seq_len {cfg.model.seq_len}")
     # The learned vocabulary may come out smaller; the Trainer checks again against it.
-    if cfg.train.epoch_sample_k > cfg.vocab.vocabulary_size:
-        raise ConfigError(
-            "train.epoch_sample_k",
-            f"{cfg.train.epoch_sample_k} exceeds vocab.vocabulary_size ({cfg.vocab.vocabulary_size} tokens)",
-        )
+    check_fits_vocabulary(
+        "train.epoch_sample_k", cfg.train.epoch_sample_k, cfg.vocab.vocabulary_size, "vocab.vocabulary_size"
+    )
     check_decoders(cfg.eval.decoders, cfg.vocab.vocabulary_size, "vocab.vocabulary_size")
     for field in ("train_file", "eval_file", "corpus"):
         if not getattr(cfg.data, field):

@@ -65,7 +65,12 @@ def check_decoders(decoders: Mapping[str, Mapping[str, Any]], vocabulary_size: i
                 raise ConfigError(pkey, f"must be in (0, 1], got {value}")
             if pname in decoder.counts_tokens and not isinstance(value, int):
                 raise ConfigError(pkey, f"must be a whole number, got {value!r}")
-            if pname in decoder.counts_tokens and value > vocabulary_size:
-                raise ConfigError(
-                    pkey, f"{value} exceeds {vocabulary} ({vocabulary_size} tokens); lower it to at most that"
-                )
+            if pname in decoder.counts_tokens:
+                check_fits_vocabulary(pkey, value, vocabulary_size, vocabulary)
+
+
+def check_fits_vocabulary(key: str, count: int, vocabulary_size: int, vocabulary: str) -> None:
+    """Raises ConfigError naming `key` if a candidate count (a top-k `k`, a beam count)
+    asks for more tokens than the vocabulary holds; `vocabulary` names that size."""
+    if count > vocabulary_size:
+        raise ConfigError(key, f"{count} exceeds {vocabulary} ({vocabulary_size} tokens); lower it to at most that")

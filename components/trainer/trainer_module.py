@@ -21,9 +21,9 @@ from tfx import v1 as tfx
 
 from components import model_bundle
 from components.artifact_types import read_vocabulary
-from components.errors import ConfigError
 from components.lm_data import read_labels
 from components.minigpt.callbacks import KeepBestEpoch
+from components.minigpt.decoders import check_fits_vocabulary
 from components.minigpt.decoding import Generator, make_sampler
 from components.minigpt.model import GPTConfig
 from components.minigpt.sequences import features_from_labels
@@ -81,11 +81,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train_cfg, model_cfg = cfg[keys.TRAIN], cfg[keys.MODEL]
     vocab = read_vocabulary(cfg[keys.VOCABULARY_PATH])
     gpt = GPTConfig(vocabulary_size=len(vocab), **model_cfg)
-    if train_cfg["epoch_sample_k"] > gpt.vocabulary_size:
-        raise ConfigError(
-            "train.epoch_sample_k",
-            f"{train_cfg['epoch_sample_k']} exceeds the learned vocabulary ({gpt.vocabulary_size} tokens); lower it",
-        )
+    check_fits_vocabulary(
+        "train.epoch_sample_k", train_cfg["epoch_sample_k"], gpt.vocabulary_size, "the learned vocabulary"
+    )
     codec = TextCodec(vocab, gpt.seq_len, lowercase=cfg[keys.LOWERCASE])
     keras.utils.set_random_seed(train_cfg["seed"])
     train_labels = read_labels(fn_args.train_files, gpt.seq_len, "train")
