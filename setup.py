@@ -4,7 +4,17 @@ Dataflow workers and Kubeflow containers install this package (`--setup_file`) s
 Beam transforms and executors can be imported by module path on every worker.
 """
 
+import os
+
 from setuptools import find_packages, setup
+
+
+def _requirements(name: str) -> list:
+    """The pins of requirements/<name>.in (the constraints file pins their dependencies)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements", name + ".in")
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
 
 setup(
     name="minigpt-pipeline",
@@ -14,4 +24,8 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*"]),
     package_data={"pipeline": ["embedded_corpus/*.txt", "embedded_corpus/*.md"]},
     include_package_data=True,
+    # The pipeline's own dependencies are installed from requirements/ with the
+    # constraints file (Makefile, Dockerfile); the extra is what compiling and
+    # submitting to Kubeflow / Vertex adds.
+    extras_require={"cloud": _requirements("cloud")},
 )

@@ -24,3 +24,8 @@ class ConfigError(UserInputError):
     def __init__(self, key: str, problem: str):
         super().__init__(f"config error: {key}: {problem}")
         self.key = key
+
+
+class PlatformError(UserInputError):
+    """A cloud platform refused or could not be reached (credentials, network, quota):
+    the compiled spec is fine and kept; the message says where it is and what failed."""

@@ -120,10 +120,61 @@ class BeamConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataflowConfig:
+    # Workers of every Beam step when --runner=DataflowRunner (TextExampleGen, VocabGen,
+    # Tokenize). They run the pipeline image (`cloud.image`), which holds the pinned set.
+    machine_type: str = "n1-standard-4"
+    max_num_workers: int = 8
+    disk_size_gb: int = 50
+    # gs:// folder for Dataflow's temporary files; staging goes to <temp_location>/staging.
+    temp_location: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerResourcesConfig:
+    # What the Trainer's container asks for on Kubeflow / Vertex Pipelines.
+    cpu: float = 8.0
+    memory_gb: float = 32.0
+    # e.g. NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_A100; "" trains on CPUs.
+    accelerator_type: str = ""
+    accelerator_count: int = 0
+    # true: the Trainer step submits a Vertex AI custom training job on a worker pool of
+    # this machine type with the accelerators above (TFX's google_cloud_ai_platform
+    # extension); false: it trains inside its own pipeline container.
+    vertex_training: bool = False
+    vertex_machine_type: str = "n1-standard-8"
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudConfig:
+    # Only read by production runs (--runner=DataflowRunner, --orchestrator=vertex|kubeflow);
+    # each has a flag of the same name that overrides it.
+    project: Optional[str] = None
+    region: Optional[str] = None
+    # The pipeline image built from the Dockerfile (Kubeflow/Vertex tasks, Dataflow workers).
+    image: Optional[str] = None
+    dataflow: DataflowConfig = DataflowConfig()
+    trainer: TrainerResourcesConfig = TrainerResourcesConfig()
+
+
+def is_uri(path: str) -> bool:
+    """gs://, s3://, http://...: a path that is not on this machine's filesystem."""
+    return len(urlparse(path).scheme) > 1
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute; a URI kept as it is (abspath would mangle gs://b)."""
+    return path if is_uri(path) else os.path.abspath(os.path.expanduser(path))
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     pipeline_name: str = "minigpt"
-    # Pipeline root, MLMD store, checkpoints and the default MLflow store live here.
+    # This machine's side of a run: the MLMD store of local runs and the default MLflow store.
     output_dir: str = "outputs"
+    # Every artifact and the training checkpoints; null: <output_dir>/pipeline_root.
+    # A gs:// folder for Dataflow, Kubeflow and Vertex runs.
+    pipeline_root: Optional[str] = None
     data: DataConfig = DataConfig()
     vocab: VocabConfig = VocabConfig()
     model: ModelConfig = ModelConfig()
@@ -131,14 +182,21 @@ class PipelineConfig:
     eval: EvalConfig = EvalConfig()
     mlflow: MlflowConfig = MlflowConfig()
     beam: BeamConfig = BeamConfig()
+    cloud: CloudConfig = CloudConfig()
 
     @property
-    def pipeline_root(self) -> str:
-        return os.path.join(self.output_dir, "pipeline_root")
+    def resolved_pipeline_root(self) -> str:
+        """Absolute local path or URI of the pipeline root."""
+        return absolute(self.pipeline_root or os.path.join(self.output_dir, "pipeline_root"))
+
+    @property
+    def checkpoint_root(self) -> str:
+        """Beside the artifacts, so a Trainer restarted in a new container resumes from them."""
+        return os.path.join(self.resolved_pipeline_root, "checkpoints")
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.output_dir, "metadata.sqlite")
+        return os.path.join(absolute(self.output_dir), "metadata.sqlite")
 
     def resolved_tracking_uri(self) -> str:
         """Config value, else $MLFLOW_TRACKING_URI, else a SQLite file in output_dir."""
@@ -146,7 +204,7 @@ class PipelineConfig:
             return self.mlflow.tracking_uri
         if os.environ.get("MLFLOW_TRACKING_URI"):
             return os.environ["MLFLOW_TRACKING_URI"]
-        return "sqlite:///" + os.path.abspath(os.path.join(self.output_dir, "mlflow.db"))
+        return "sqlite:///" + os.path.join(absolute(self.output_dir), "mlflow.db")
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict:
@@ -167,8 +225,13 @@ def flatten(cfg: Any, prefix: str = "") -> dict:
     return flat
 
 
-def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> PipelineConfig:
+def load_config(
+    path: Optional[str] = None, overrides: Sequence[str] = (), settings: Optional[Mapping[str, str]] = None
+) -> PipelineConfig:
     """Reads a YAML config, applies `key=value` overrides and validates the result.
+
+    `settings` maps dotted keys to string values set as they are (command-line flags such
+    as --project, whose values YAML must not reinterpret), after the overrides.
 
     Raises:
       ConfigError: naming the first bad key, for unknown keys, wrong types and bad values.
@@ -190,6 +253,8 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Pi
         if not sep or not key:
             raise ConfigError(item, "overrides must look like section.key=value")
         _set_path(raw, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    for key, value in (settings or {}).items():
+        _set_path(raw, key, value)
     cfg = _build(PipelineConfig, raw, "")
     validate(cfg)
     return cfg
@@ -255,7 +320,7 @@ def _coerce(key: str, value: Any, default: Any, field: dataclasses.Field) -> Any
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"must be a number, got {value!r}")
         value = float(value)
-    elif isinstance(default, str):
+    elif isinstance(default, str) or field.type == "Optional[str]":
         if not isinstance(value, str):
             raise ConfigError(key, f"must be a string, got {value!r}")
     elif isinstance(default, tuple):
@@ -331,3 +396,27 @@ def validate(cfg: PipelineConfig) -> None:
     for field in ("train_file", "eval_file", "corpus"):
         if not getattr(cfg.data, field):
             raise ConfigError(f"data.{field}", "must not be empty")
+    if is_uri(cfg.output_dir):
+        raise ConfigError(
+            "output_dir",
+            f"must be a local folder (it holds this machine's MLMD and MLflow stores), got {cfg.output_dir!r}; "
+            "put a cloud run's artifacts in pipeline_root",
+        )
+    _check_cloud(cfg.cloud)
+
+
+def _check_cloud(cloud: CloudConfig) -> None:
+    for name in ("max_num_workers", "disk_size_gb"):
+        _positive(f"cloud.dataflow.{name}", getattr(cloud.dataflow, name))
+    for name in ("cpu", "memory_gb"):
+        _positive(f"cloud.trainer.{name}", getattr(cloud.trainer, name))
+    trainer = cloud.trainer
+    if bool(trainer.accelerator_type) != (trainer.accelerator_count > 0):
+        raise ConfigError(
+            "cloud.trainer.accelerator_count",
+            f"set accelerator_type and a positive accelerator_count together, got "
+            f"{trainer.accelerator_type!r} x {trainer.accelerator_count}",
+        )
+    temp = cloud.dataflow.temp_location
+    if temp is not None and not temp.startswith("gs://"):
+        raise ConfigError("cloud.dataflow.temp_location", f"must be a gs:// folder, got {temp!r}")

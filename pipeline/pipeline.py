@@ -7,11 +7,14 @@ runner module's business.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
-from typing import List, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from tfx import v1 as tfx
+from tfx.extensions.google_cloud_ai_platform import constants as vertex_constants
+from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_executor
 
 from components.decoder_check import DecoderCheck
 from components.evaluator.component import Evaluator
@@ -22,38 +25,70 @@ from components.trainer.component import Trainer
 from components.vocab_gen.component import VocabGen
 from pipeline.config import PipelineConfig, flatten
 
-TRAINER_MODULE_FILE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components", "trainer", "trainer_module.py"
-)
-# Settings that shape the model, logged by the Trainer; the Evaluator logs the others.
-TRAINER_PARAM_SECTIONS = ("data", "vocab", "model", "train")
-EVALUATOR_PARAM_SECTIONS = ("eval", "mlflow", "beam")
+_COMPONENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components")
+# The code that decides what the Trainer learns. Its digest is in the Trainer's cache key,
+# so changing it retrains (run_fn is imported by module path, which TFX does not hash).
+TRAINING_CODE = ("trainer/trainer_module.py", "minigpt", "lm_data.py", "model_bundle.py")
+# Settings that shape the model, logged by the Trainer (and so in its cache key); the
+# Evaluator logs the others: where things went, how they ran, and the evaluation.
+TRAINER_PARAM_SECTIONS = ("pipeline_name", "data", "vocab", "model", "train")
+EVALUATOR_PARAM_SECTIONS = ("output_dir", "pipeline_root", "eval", "mlflow", "beam", "cloud")
 
 
-def beam_pipeline_args(cfg: PipelineConfig) -> List[str]:
-    """DirectRunner in multi-processing mode unless the config names another runner."""
-    args = list(cfg.beam.extra_args)
-    if not any(a.startswith("--runner=") for a in args) or "--runner=DirectRunner" in args:
-        args += [
-            "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={cfg.beam.direct_num_workers}",
-        ]
-    return args
+def training_code_digest() -> str:
+    """sha256 over the training code's Python files (paths and contents), sorted."""
+    digest = hashlib.sha256()
+    for entry in TRAINING_CODE:
+        root = os.path.join(_COMPONENTS_DIR, entry)
+        paths = (
+            [root]
+            if root.endswith(".py")
+            else [
+                os.path.join(folder, name)
+                for folder, _, names in os.walk(root)
+                for name in names
+                if name.endswith(".py")
+            ]
+        )
+        for path in sorted(paths):
+            digest.update(os.path.relpath(path, _COMPONENTS_DIR).encode())
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def vertex_training_config(cfg: PipelineConfig) -> Dict[str, Any]:
+    """TFX's custom_config keys that make the Trainer a Vertex AI custom job on a GPU pool."""
+    trainer = cfg.cloud.trainer
+    machine_spec: Dict[str, Any] = {"machine_type": trainer.vertex_machine_type}
+    if trainer.accelerator_type:
+        machine_spec.update(accelerator_type=trainer.accelerator_type, accelerator_count=trainer.accelerator_count)
+    worker_pool = {"machine_spec": machine_spec, "replica_count": 1, "container_spec": {"image_uri": cfg.cloud.image}}
+    job = {"project": cfg.cloud.project, "job_spec": {"worker_pool_specs": [worker_pool]}}
+    return {
+        vertex_executor.TRAINING_ARGS_KEY: job,
+        vertex_constants.ENABLE_VERTEX_KEY: True,
+        vertex_constants.VERTEX_REGION_KEY: cfg.cloud.region,
+    }
 
 
 def _params(cfg: PipelineConfig, sections) -> dict:
     flat = flatten(cfg)
-    return {k: v for k, v in flat.items() if k.split(".")[0] in sections or "." not in k}
+    return {k: v for k, v in flat.items() if k.split(".")[0] in sections}
 
 
 def create_pipeline(
-    cfg: PipelineConfig, corpus_dir: str, metadata_connection_config: Optional[object] = None
+    cfg: PipelineConfig,
+    corpus_dir: str,
+    beam_pipeline_args: Sequence[str],
+    metadata_connection_config: Optional[object] = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline.
 
     Args:
       cfg: a validated PipelineConfig.
       corpus_dir: directory (local or gs://) holding cfg.data's split files.
+      beam_pipeline_args: flags of every Beam step (`pipeline.beam_args`).
       metadata_connection_config: MLMD connection; None leaves it to the runner
         (Kubeflow/Vertex provide their own).
 
@@ -91,17 +126,20 @@ def create_pipeline(
     # Fits the Keras mini-GPT; per-epoch metrics and samples go to MLflow. Only what
     # shapes the model goes in custom_config (TFX's cache key); the MLflow tracking
     # settings reach the executor through MLflow's environment variables (run.py).
+    vertex_training = cfg.cloud.trainer.vertex_training
     trainer = Trainer(
         examples=tokenize.outputs["token_ids"],
         vocabulary=vocab_gen.outputs["vocabulary"],
-        module_file=TRAINER_MODULE_FILE,
         custom_config={
             keys.MODEL: dataclasses.asdict(cfg.model),
             keys.TRAIN: dataclasses.asdict(cfg.train),
             keys.LOWERCASE: cfg.vocab.lowercase,
             keys.PARAMS: _params(cfg, TRAINER_PARAM_SECTIONS),
-            keys.CHECKPOINT_ROOT: os.path.join(os.path.abspath(cfg.output_dir), "checkpoints"),
+            keys.CHECKPOINT_ROOT: cfg.checkpoint_root,
+            keys.CODE_DIGEST: training_code_digest(),
+            **(vertex_training_config(cfg) if vertex_training else {}),
         },
+        on_vertex_training=vertex_training,
     )
     # Perplexity on the eval split and a sample from every decoder; ends the MLflow run.
     # Its tracking settings are parameters: a new tracking server reruns the evaluation
@@ -115,9 +153,9 @@ def create_pipeline(
     )
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
-        pipeline_root=os.path.abspath(cfg.pipeline_root),
+        pipeline_root=cfg.resolved_pipeline_root,
         components=[example_gen, vocab_gen, decoder_check, tokenize, trainer, evaluator],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args(cfg),
+        beam_pipeline_args=list(beam_pipeline_args),
     )

@@ -1,9 +1,11 @@
 """Runs the minigpt pipeline: `python pipeline/run.py --runner=DirectRunner [--config ...]`.
 
 Kept short on purpose: parse flags, validate the config and the input files before any
-work starts, run the pipeline with TFX's LocalDagRunner (Beam steps on the DirectRunner
-in multi-processing mode), then print where everything went. TensorFlow, TFX and MLflow
-are imported only once the config is valid, so a bad flag fails in a fraction of a second.
+work starts, then either run the pipeline here with TFX's LocalDagRunner (Beam steps on
+the DirectRunner in multi-processing mode, or on Dataflow) and print where everything
+went, or compile it for Kubeflow Pipelines / Vertex AI and submit or schedule it there.
+TensorFlow, TFX and MLflow are imported only once the config is valid, so a bad flag
+fails in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import List
 
 # Run as a script, Python puts pipeline/ first on sys.path, where pipeline/pipeline.py
 # would shadow the `pipeline` package; the repository root belongs there instead.
@@ -21,16 +24,34 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
     sys.path[0] = _REPO_ROOT
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from components.errors import ConfigError, UserInputError  # noqa: E402
+from components.errors import ConfigError, PlatformError, UserInputError  # noqa: E402
+from pipeline import image  # noqa: E402
+from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args, direct_runner_args  # noqa: E402
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
+from pipeline.kubeflow import check_orchestrator  # noqa: E402
 
-RUNNERS = ("DirectRunner",)
+RUNNERS = ("DirectRunner", "DataflowRunner")
+ORCHESTRATORS = ("local", "vertex", "kubeflow")
+# Flags that set a config key; a flag wins over the config file and --set.
+CONFIG_FLAGS = {
+    "project": "cloud.project",
+    "region": "cloud.region",
+    "temp_location": "cloud.dataflow.temp_location",
+    "image": "cloud.image",
+    "pipeline_root": "pipeline_root",
+}
+# Flags that only mean something to Kubeflow / Vertex.
+ORCHESTRATOR_FLAGS = {"schedule": "--schedule", "compile_only": "--compile-only", "host": "--host"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runner", default="DirectRunner", choices=RUNNERS, help="Beam runner for the Beam steps.")
     parser.add_argument(
-        "--runner", default="DirectRunner", choices=RUNNERS, help="Beam runner for the Beam steps (local run)."
+        "--orchestrator",
+        default="local",
+        choices=ORCHESTRATORS,
+        help="Where the DAG runs: here (local), or compiled and submitted to Vertex AI / Kubeflow Pipelines.",
     )
     parser.add_argument(
         "--config", default=os.path.join(_REPO_ROOT, "configs", "default.yaml"), help="YAML config file."
@@ -43,10 +64,75 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="Override one config value, e.g. --set train.epochs=2 (repeatable).",
     )
+    cloud = parser.add_argument_group("production runs (README: Running in production)")
+    cloud.add_argument("--project", help="Google Cloud project (cloud.project).")
+    cloud.add_argument("--region", help="Google Cloud region (cloud.region).")
+    cloud.add_argument(
+        "--temp_location", "--temp-location", help="gs:// folder for Dataflow (cloud.dataflow.temp_location)."
+    )
+    cloud.add_argument("--image", help="The pipeline image built from the Dockerfile (cloud.image).")
+    cloud.add_argument("--pipeline-root", "--pipeline_root", dest="pipeline_root", help="gs:// artifact root.")
+    cloud.add_argument("--schedule", metavar="CRON", help="Create a recurring run instead of one run.")
+    cloud.add_argument("--compile-only", metavar="PATH", help="Write the compiled pipeline spec JSON and stop.")
+    cloud.add_argument("--host", metavar="URL", help="Kubeflow Pipelines API URL (--orchestrator=kubeflow).")
     return parser.parse_args(argv)
 
 
-def run(cfg: PipelineConfig) -> None:
+def load(args: argparse.Namespace) -> PipelineConfig:
+    """The config with the flags applied, checked for the chosen runner and orchestrator.
+
+    Raises:
+      ConfigError: naming the flag or key at fault, before any work starts.
+    """
+    flags = {key: getattr(args, name) for name, key in CONFIG_FLAGS.items() if getattr(args, name) is not None}
+    cfg = load_config(args.config, args.overrides, flags)
+    if args.orchestrator == "local":
+        for name, flag in ORCHESTRATOR_FLAGS.items():
+            if getattr(args, name) is not None:
+                raise ConfigError(flag, "needs --orchestrator=vertex or --orchestrator=kubeflow")
+    elif args.host is not None and args.orchestrator != "kubeflow":
+        raise ConfigError("--host", "names a Kubeflow Pipelines API: use it with --orchestrator=kubeflow")
+    if args.runner == "DataflowRunner":
+        check_dataflow(cfg)
+    if args.orchestrator != "local":
+        check_orchestrator(cfg, args.orchestrator, args.host, args.schedule, args.compile_only is not None)
+    return cfg
+
+
+def beam_args(cfg: PipelineConfig, args: argparse.Namespace) -> List[str]:
+    """The Beam steps' flags; a compiled spec names files as the image holds them."""
+    if args.runner == "DataflowRunner":
+        return dataflow_args(cfg, LOCAL_SETUP_FILE if args.orchestrator == "local" else image.SETUP_FILE)
+    return direct_runner_args(cfg)
+
+
+def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
+    """Compiles the pipeline to a spec JSON, then submits or schedules it (or stops there)."""
+    from pipeline.kubeflow import compile_pipeline_job, submit_to_kubeflow, submit_to_vertex, write_pipeline_job
+
+    # Kubeflow Pipelines uploads only .yaml packages; Vertex reads the PipelineJob JSON.
+    suffix = "yaml" if args.orchestrator == "kubeflow" else "json"
+    spec_path = args.compile_only or os.path.join(cfg.output_dir, f"{cfg.pipeline_name}_{args.orchestrator}.{suffix}")
+    write_pipeline_job(compile_pipeline_job(cfg, beam_args(cfg, args)), spec_path, args.orchestrator)
+    print(f"Compiled pipeline spec: {os.path.abspath(spec_path)}", flush=True)
+    if args.compile_only:
+        return
+    platform = "Vertex AI Pipelines" if args.orchestrator == "vertex" else f"Kubeflow Pipelines at {args.host}"
+    try:
+        if args.orchestrator == "vertex":
+            name = submit_to_vertex(cfg, spec_path, args.schedule)
+        else:
+            name = submit_to_kubeflow(cfg, spec_path, args.host, args.schedule)
+    except Exception as e:  # pylint: disable=broad-except  (whatever the SDK's network call raised)
+        first_line = (str(e).strip().splitlines() or [""])[0][:300]
+        raise PlatformError(
+            f"{platform} did not accept the pipeline ({type(e).__name__}: {first_line}); "
+            f"the compiled spec is kept at {spec_path}"
+        ) from e
+    print(f"{'Scheduled' if args.schedule else 'Submitted'} on {platform}: {name}", flush=True)
+
+
+def run(cfg: PipelineConfig, beam_pipeline_args: List[str]) -> None:
     """Validates the inputs, runs the pipeline locally and prints a summary."""
     from pipeline.corpus import check_split_file, resolve_corpus_dir
 
@@ -61,7 +147,10 @@ def run(cfg: PipelineConfig) -> None:
 
     os.makedirs(cfg.output_dir, exist_ok=True)
     pipeline = create_pipeline(
-        cfg, corpus_dir, tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
+        cfg,
+        corpus_dir,
+        beam_pipeline_args,
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path),
     )
     try:
         with tracking_environment(cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name):
@@ -99,7 +188,7 @@ def print_summary(cfg: PipelineConfig) -> None:
         "=" * 72,
         f"Pipeline run {summary.pipeline_run_id}: "
         + ", ".join(f"{name} {state}" for name, state in summary.states.items()),
-        f"Artifacts:        {os.path.abspath(cfg.pipeline_root)}",
+        f"Artifacts:        {cfg.resolved_pipeline_root}",
         f"Trained model:    {summary.outputs.get('Model', '?')}",
         f"Evaluation:       {summary.outputs.get('ModelEvaluation', '?')}",
         f"Eval perplexity:  {evaluation.get('perplexity', float('nan')):.2f} "
@@ -160,13 +249,16 @@ def _root_user_error(error: BaseException):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     configure_logging()
     try:
-        run(cfg)
+        if args.orchestrator == "local":
+            run(cfg, beam_args(cfg, args))
+        else:
+            submit(cfg, args)
     except Exception as e:  # pylint: disable=broad-except
         user_error = _root_user_error(e)
         if user_error is None:

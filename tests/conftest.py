@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,3 +60,34 @@ def read_long_lines(path, min_len: int = 450):
     """Lines longer than min_len bytes, as bytes, in file order (the reference's filter)."""
     with open(path, "rb") as f:
         return [line.rstrip(b"\n") for line in f if len(line.rstrip(b"\n")) > min_len]
+
+
+def run_pipeline(output_dir, *overrides, cwd=REPO_ROOT):
+    """`python pipeline/run.py` as a user types it (from `cwd`, by default the checkout)."""
+    cmd = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "pipeline", "run.py"),
+        "--runner=DirectRunner",
+        "--config",
+        TINY_CONFIG,
+        "--set",
+        f"output_dir={output_dir}",
+    ]
+    for item in overrides:
+        cmd += ["--set", item]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def mlflow_runs(output_dir, tracking_uri=None):
+    client = MlflowClient(tracking_uri or f"sqlite:///{output_dir}/mlflow.db")
+    experiment = client.get_experiment_by_name("minigpt")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"]) if experiment else []
+    return client, runs
+
+
+def artifact_paths(client, run_id, path=""):
+    paths = []
+    for info in client.list_artifacts(run_id, path):
+        paths += artifact_paths(client, run_id, info.path) if info.is_dir else [info.path]
+    return paths

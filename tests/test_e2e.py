@@ -1,51 +1,15 @@
 """The whole TFX pipeline on the tiny config, run as a user runs it, then read back."""
 
-import os
-import subprocess
-import sys
-
 import pytest
-from mlflow.tracking import MlflowClient
 
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG
 from pipeline.config import flatten, load_config
 from pipeline.run_summary import latest_run
-from tests.conftest import REPO_ROOT, TINY_CONFIG
+from tests.conftest import TINY_CONFIG, artifact_paths, mlflow_runs, run_pipeline
 
 pytestmark = pytest.mark.slow
 DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
 COMPONENTS = ["TextExampleGen", "VocabGen", "Tokenize", "DecoderCheck", "Trainer", "Evaluator"]
-
-
-def run_pipeline(output_dir, *overrides, cwd=REPO_ROOT):
-    """`python pipeline/run.py` as a user types it (from `cwd`, by default the checkout)."""
-    cmd = [
-        sys.executable,
-        os.path.join(REPO_ROOT, "pipeline", "run.py"),
-        "--runner=DirectRunner",
-        "--config",
-        TINY_CONFIG,
-        "--set",
-        f"output_dir={output_dir}",
-    ]
-    for item in overrides:
-        cmd += ["--set", item]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
-
-
-def mlflow_runs(output_dir, tracking_uri=None):
-    client = MlflowClient(tracking_uri or f"sqlite:///{output_dir}/mlflow.db")
-    experiment = client.get_experiment_by_name("minigpt")
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"]) if experiment else []
-    return client, runs
-
-
-def artifact_paths(client, run_id, path=""):
-    paths = []
-    for info in client.list_artifacts(run_id, path):
-        paths += artifact_paths(client, run_id, info.path) if info.is_dir else [info.path]
-    return paths
 
 
 def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):

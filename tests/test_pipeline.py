@@ -1,19 +1,27 @@
 """Pipeline wiring and the Trainer's resume directory."""
 
+import json
 import os
+import shutil
 
 import pytest
 
 from components.trainer import keys
 from components.trainer.trainer_module import _checkpoint_dir
+from pipeline import pipeline as pipeline_module
+from pipeline.beam_args import direct_runner_args
 from pipeline.config import load_config
-from pipeline.pipeline import beam_pipeline_args, create_pipeline
-from tests.conftest import TINY_CONFIG
+from pipeline.pipeline import create_pipeline, training_code_digest
+from tests.conftest import REPO_ROOT, TINY_CONFIG
+
+
+def _create(cfg, corpus):
+    return create_pipeline(cfg, str(corpus), direct_runner_args(cfg))
 
 
 def test_pipeline_has_its_components_in_data_flow_order(tiny_corpus):
     cfg = load_config(TINY_CONFIG)
-    pipeline = create_pipeline(cfg, str(tiny_corpus))
+    pipeline = _create(cfg, tiny_corpus)
     assert [c.id for c in pipeline.components] == [
         "TextExampleGen",
         "VocabGen",
@@ -39,7 +47,7 @@ def _component(pipeline, name):
 
 def _trainer_cache_inputs(tiny_corpus, *overrides):
     """What TFX hashes into the Trainer's cache key that the config controls: its parameters."""
-    trainer = _component(create_pipeline(load_config(TINY_CONFIG, overrides), str(tiny_corpus)), "Trainer")
+    trainer = _component(_create(load_config(TINY_CONFIG, overrides), tiny_corpus), "Trainer")
     return {key: str(value) for key, value in trainer.exec_properties.items()}
 
 
@@ -54,6 +62,10 @@ def _trainer_cache_inputs(tiny_corpus, *overrides):
         "mlflow.tracking_uri=sqlite:////elsewhere/mlflow.db",
         "mlflow.experiment_name=another",
         "beam.direct_num_workers=1",
+        "cloud.project=p",
+        "cloud.image=gcr.io/p/minigpt:2",
+        "cloud.dataflow.max_num_workers=100",
+        "cloud.trainer.cpu=4",
     ],
 )
 def test_eval_and_tracking_settings_stay_out_of_the_trainer_cache_key(tiny_corpus, override, monkeypatch):
@@ -70,10 +82,46 @@ def test_training_settings_are_in_the_trainer_cache_key(tiny_corpus, override):
 
 
 def test_direct_runner_runs_multi_processing():
-    cfg = load_config(TINY_CONFIG)
-    assert beam_pipeline_args(cfg) == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-    cfg = load_config(TINY_CONFIG, ["beam.extra_args=[--runner=DataflowRunner, --project=p]"])
-    assert beam_pipeline_args(cfg) == ["--runner=DataflowRunner", "--project=p"]
+    cfg = load_config(TINY_CONFIG, ["beam.extra_args=[--direct_embed_docker_python]"])
+    assert direct_runner_args(cfg) == [
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+        "--direct_embed_docker_python",
+    ]
+
+
+def test_bucket_paths_stay_uris_and_local_paths_become_absolute(tiny_corpus, tmp_path, monkeypatch):
+    cloud = _create(load_config(TINY_CONFIG, ["pipeline_root=gs://b/root"]), tiny_corpus)
+    assert cloud.pipeline_info.pipeline_root == "gs://b/root"
+    custom = json.loads(_component(cloud, "Trainer").exec_properties["custom_config"])
+    assert custom[keys.CHECKPOINT_ROOT] == "gs://b/root/checkpoints"
+    monkeypatch.chdir(tmp_path)
+    local = load_config(TINY_CONFIG, ["output_dir=out"])
+    assert _create(local, tiny_corpus).pipeline_info.pipeline_root == str(tmp_path / "out" / "pipeline_root")
+    assert local.metadata_path == str(tmp_path / "out" / "metadata.sqlite")
+
+
+def test_the_trainer_runs_an_installed_function_not_a_file_of_this_machine(tiny_corpus):
+    trainer = _component(_create(load_config(TINY_CONFIG), tiny_corpus), "Trainer")
+    assert trainer.exec_properties["run_fn"] == "components.trainer.trainer_module.run_fn"
+    assert not trainer.exec_properties.get("module_file")
+
+
+def test_a_change_to_the_training_code_changes_the_trainer_cache_key(tmp_path, monkeypatch):
+    copy = tmp_path / "components"
+    shutil.copytree(os.path.join(REPO_ROOT, "components"), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline_module, "_COMPONENTS_DIR", str(copy))
+    before = training_code_digest()
+    assert before == training_code_digest()
+    with open(copy / "minigpt" / "model.py", "a", encoding="utf-8") as f:
+        f.write("# a change\n")
+    changed = training_code_digest()
+    assert changed != before
+    # Code that does not train (the Evaluator) is not in the key.
+    with open(copy / "evaluator" / "executor.py", "a", encoding="utf-8") as f:
+        f.write("# a change\n")
+    assert training_code_digest() == changed
 
 
 class _FnArgs:

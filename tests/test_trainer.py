@@ -4,12 +4,15 @@ import dataclasses
 import json
 import os
 
+import google.auth
 import mlflow.keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.auth.credentials import AnonymousCredentials
 from mlflow.tracking import MlflowClient
 from tfx import v1 as tfx
+from tfx.extensions.google_cloud_ai_platform import runner as vertex_runner
 from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import Channel, standard_artifacts
 
@@ -20,8 +23,9 @@ from components.minigpt.training import resolve_settings
 from components.trainer import executor, keys, trainer_module
 from components.trainer.component import Trainer
 from components.vocab_gen.wordpiece import learn_vocabulary, pretokenize_lines
-from pipeline.config import TrainConfig
-from tests.conftest import TINY_CORPUS, read_long_lines, tokenize, write_token_examples
+from pipeline.config import TrainConfig, load_config
+from pipeline.pipeline import vertex_training_config
+from tests.conftest import TINY_CONFIG, TINY_CORPUS, read_long_lines, tokenize, write_token_examples
 
 EPOCHS = 3
 SEQ_LEN = 16
@@ -132,7 +136,7 @@ def test_an_epoch_sample_k_above_the_learned_vocabulary_stops_before_any_work(fn
     assert not os.path.exists(fn_args.serving_model_dir)
 
 
-def _trainer_inputs(tmp_path):
+def _trainer_inputs(tmp_path, **extra_config):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     examples.split_names = '["train", "eval"]'
@@ -148,20 +152,23 @@ def _trainer_inputs(tmp_path):
     component = Trainer(
         examples=Channel(type=standard_artifacts.Examples),
         vocabulary=Channel(type=Vocabulary),
-        module_file=trainer_module.__file__,
-        custom_config={keys.TRAIN: {"epochs": 2}},
+        custom_config={keys.TRAIN: {"epochs": 2}, **extra_config},
+        on_vertex_training=bool(extra_config),
     )
     inputs = {"examples": [examples], "vocabulary": [vocabulary]}
     return inputs, {"model": [model], "model_run": [model_run]}, dict(component.exec_properties)
 
 
+def _context(tmp_path):
+    return executor.Executor.Context(
+        tmp_dir=str(tmp_path / "tmp"), pipeline_info=pipeline_pb2.PipelineInfo(id="p"), pipeline_run_id="run-7"
+    )
+
+
 def test_executor_adds_vocabulary_run_id_line_counts_and_tracking_at_run_time(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking:5000")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "exp")
-    context = executor.Executor.Context(
-        tmp_dir=str(tmp_path / "tmp"), pipeline_info=pipeline_pb2.PipelineInfo(id="p"), pipeline_run_id="run-7"
-    )
-    fn_args = executor.Executor(context)._GetFnArgs(*_trainer_inputs(tmp_path))
+    fn_args = executor.Executor(_context(tmp_path))._GetFnArgs(*_trainer_inputs(tmp_path))
     assert fn_args.train_files == [str(tmp_path / "examples" / "Split-train" / "*")]
     assert fn_args.custom_config == {
         keys.TRAIN: {"epochs": 2},
@@ -185,11 +192,47 @@ def test_executor_adds_vocabulary_run_id_line_counts_and_tracking_at_run_time(tm
 def test_executor_without_tracking_settings_names_the_variables(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "exp")
-    context = executor.Executor.Context(
-        tmp_dir=str(tmp_path / "tmp"), pipeline_info=pipeline_pb2.PipelineInfo(id="p"), pipeline_run_id="run-7"
-    )
     with pytest.raises(RuntimeError, match="MLFLOW_TRACKING_URI not set for this component"):
-        executor.Executor(context)._GetFnArgs(*_trainer_inputs(tmp_path))
+        executor.Executor(_context(tmp_path))._GetFnArgs(*_trainer_inputs(tmp_path))
+
+
+def test_vertex_training_submits_our_executor_to_a_gpu_pool_with_the_run_context(tmp_path, monkeypatch):
+    """Up to the network call: the CustomJob TFX's Vertex client builds is what Vertex would get."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.com")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "exp")
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), "p"))
+    submitted = {}
+    monkeypatch.setattr(vertex_runner, "_launch_cloud_training", lambda **job: submitted.update(job))
+    cfg = load_config(
+        TINY_CONFIG,
+        [
+            "cloud.project=p",
+            "cloud.region=europe-west4",
+            "cloud.image=europe-docker.pkg.dev/p/r/minigpt:1",
+            "cloud.trainer.vertex_training=true",
+            "cloud.trainer.vertex_machine_type=g2-standard-8",
+            "cloud.trainer.accelerator_type=NVIDIA_L4",
+            "cloud.trainer.accelerator_count=1",
+        ],
+    )
+    inputs, outputs, exec_properties = _trainer_inputs(tmp_path, **vertex_training_config(cfg))
+    executor.VertexTrainingExecutor(_context(tmp_path)).Do(inputs, outputs, exec_properties)
+
+    assert submitted["project"] == "p" and submitted["vertex_region"] == "europe-west4"
+    (pool,) = submitted["training_job"]["job_spec"]["worker_pool_specs"]
+    assert pool["machine_spec"] == {
+        "machine_type": "g2-standard-8",
+        "accelerator_type": "NVIDIA_L4",
+        "accelerator_count": 1,
+    }
+    assert pool["container_spec"]["image_uri"] == "europe-docker.pkg.dev/p/r/minigpt:1"
+    args = pool["container_spec"]["command"]
+    assert args[args.index("--executor_class_path") + 1] == "components.trainer.executor.Executor"
+    # The job runs outside the pipeline: the run context travels in its custom_config.
+    custom_config = json.loads(json.loads(args[args.index("--exec-properties") + 1])["custom_config"])
+    assert custom_config[keys.PIPELINE_RUN_ID] == "run-7"
+    assert custom_config[keys.MLFLOW] == {"tracking_uri": "https://mlflow.example.com", "experiment_name": "exp"}
+    assert custom_config[keys.VOCABULARY_PATH] == str(tmp_path / "vocab" / "vocab.txt")
 
 
 class _Killed(Exception):

@@ -14,6 +14,10 @@ from tfx.utils import json_utils
 from components.artifact_types import Vocabulary
 from components.trainer import executor
 
+# Imported by module path, not loaded from a file: a path of the compiling machine would
+# mean nothing inside a Kubeflow/Vertex container, where this package is installed.
+RUN_FN = "components.trainer.trainer_module.run_fn"
+
 
 class TrainerSpec(standard_component_specs.TrainerSpec):
     INPUTS = {
@@ -23,7 +27,7 @@ class TrainerSpec(standard_component_specs.TrainerSpec):
 
 
 class Trainer(base_component.BaseComponent):
-    """Runs `run_fn` from `module_file` with the Examples and the vocabulary.
+    """Runs `run_fn` with the Examples and the vocabulary, here or on Vertex AI training.
 
     Outputs are TFX's: `model` (serving SavedModel under Format-Serving, plus the
     `.keras` model and the vocabulary) and `model_run`.
@@ -36,25 +40,32 @@ class Trainer(base_component.BaseComponent):
         self,
         examples: types.BaseChannel,
         vocabulary: types.BaseChannel,
-        module_file: str,
         custom_config: Dict[str, Any],
+        run_fn: str = RUN_FN,
+        on_vertex_training: bool = False,
     ):
         """Builds the component.
 
         Args:
           examples: token-id Examples (from Tokenize) with `train` and `eval` splits.
           vocabulary: the Vocabulary learned by VocabGen.
-          module_file: path of the module that defines `run_fn(fn_args)`.
-          custom_config: JSON-serialisable settings handed to `run_fn`.
+          custom_config: JSON-serialisable settings handed to `run_fn`; with
+            `on_vertex_training`, also TFX's Vertex training keys (see executor.py).
+          run_fn: dotted path of the training function `run_fn(fn_args)`.
+          on_vertex_training: run `run_fn` in a Vertex AI custom job rather than here.
         """
         spec = TrainerSpec(
             examples=examples,
             vocabulary=vocabulary,
             train_args=trainer_pb2.TrainArgs(),
             eval_args=trainer_pb2.EvalArgs(),
-            module_file=module_file,
+            run_fn=run_fn,
             custom_config=json_utils.dumps(custom_config),
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),
         )
-        super().__init__(spec=spec)
+        custom_executor = executor.VertexTrainingExecutor if on_vertex_training else None
+        super().__init__(
+            spec=spec,
+            custom_executor_spec=custom_executor and executor_spec.ExecutorClassSpec(custom_executor),
+        )

@@ -1,4 +1,5 @@
-"""Trainer executor: TFX's GenericExecutor, plus the vocabulary, the run id and MLflow.
+"""Trainer executors: TFX's GenericExecutor plus the vocabulary, the run id and MLflow,
+and a launcher that runs the same executor as a Vertex AI custom training job.
 
 The stock `FnArgs` has no slot for a vocabulary artifact, the pipeline run id (which
 MLflow needs to find this pipeline run's MLflow run), the Examples' line counts or the
@@ -14,7 +15,10 @@ from typing import Any, Dict, List
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
 from tfx.components.trainer import fn_args_utils
+from tfx.dsl.components.base import base_executor
+from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_executor
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import json_utils
 
 from components.artifact_types import Vocabulary
 from components.formats import LINE_COUNTERS, TOKEN_COUNTERS
@@ -22,6 +26,22 @@ from components.tracking import tracking_from_environment
 from components.trainer import keys
 
 VOCABULARY_KEY = "vocabulary"
+
+
+def runtime_config(
+    input_dict: Dict[str, List[types.Artifact]], context: base_executor.BaseExecutor.Context
+) -> Dict[str, Any]:
+    """What `run_fn` needs beyond the cache-keyed settings, known only at run time."""
+    vocab_dir = artifact_utils.get_single_uri(input_dict[VOCABULARY_KEY])
+    examples = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
+    return {
+        keys.VOCABULARY_PATH: os.path.join(vocab_dir, Vocabulary.FILE_NAME),
+        keys.PIPELINE_RUN_ID: context.pipeline_run_id,
+        keys.PIPELINE_NAME: context.pipeline_info.id,
+        keys.MLFLOW: tracking_from_environment(),
+        # The line and token counts, so the MLflow run shows what the model was fed.
+        keys.DATA_STATS: data_stats(examples),
+    }
 
 
 class Executor(trainer_executor.GenericExecutor):
@@ -32,15 +52,32 @@ class Executor(trainer_executor.GenericExecutor):
         exec_properties: Dict[str, Any],
     ) -> fn_args_utils.FnArgs:
         fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
-        vocab_dir = artifact_utils.get_single_uri(input_dict[VOCABULARY_KEY])
-        fn_args.custom_config[keys.VOCABULARY_PATH] = os.path.join(vocab_dir, Vocabulary.FILE_NAME)
-        fn_args.custom_config[keys.PIPELINE_RUN_ID] = self._context.pipeline_run_id
-        fn_args.custom_config[keys.PIPELINE_NAME] = self._context.pipeline_info.id
-        fn_args.custom_config[keys.MLFLOW] = tracking_from_environment()
-        examples = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
-        # The line and token counts, so the MLflow run shows what the model was fed.
-        fn_args.custom_config[keys.DATA_STATS] = data_stats(examples)
+        # On Vertex training the launcher filled these in, where the pipeline's context is.
+        if keys.PIPELINE_RUN_ID not in fn_args.custom_config:
+            fn_args.custom_config.update(runtime_config(input_dict, self._context))
         return fn_args
+
+
+class VertexTrainingExecutor(vertex_executor.GenericExecutor):
+    """Submits `Executor` as a Vertex AI custom job (TFX's google_cloud_ai_platform
+    extension) and waits for it; the job's worker pool comes from `custom_config`."""
+
+    def _GetExecutorClass(self):
+        return Executor
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        custom_config = json_utils.loads(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY])
+        custom_config.update(runtime_config(input_dict, self._context))
+        exec_properties = {
+            **exec_properties,
+            standard_component_specs.CUSTOM_CONFIG_KEY: json_utils.dumps(custom_config),
+        }
+        return super().Do(input_dict, output_dict, exec_properties)
 
 
 def data_stats(examples: types.Artifact) -> Dict[str, float]:

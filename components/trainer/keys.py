@@ -7,6 +7,7 @@ TRAIN = "train"  # dict: TrainConfig fields
 LOWERCASE = "lowercase"
 PARAMS = "params"  # flat dict logged as MLflow params
 CHECKPOINT_ROOT = "checkpoint_root"
+CODE_DIGEST = "code_digest"  # digest of the training code: a change retrains
 
 # Added at run time by the Trainer executor.
 VOCABULARY_PATH = "vocabulary_path"

@@ -69,7 +69,14 @@ def _checkpoint_dir(cfg: Dict[str, Any], fn_args: tfx.components.FnArgs) -> str:
     live outside it to be found by the retry.
     """
     identity = json.dumps(
-        [cfg[keys.MODEL], cfg[keys.TRAIN], cfg[keys.VOCABULARY_PATH], sorted(fn_args.train_files)], sort_keys=True
+        [
+            cfg[keys.MODEL],
+            cfg[keys.TRAIN],
+            cfg[keys.VOCABULARY_PATH],
+            sorted(fn_args.train_files),
+            cfg.get(keys.CODE_DIGEST),
+        ],
+        sort_keys=True,
     )
     return os.path.join(cfg[keys.CHECKPOINT_ROOT], hashlib.sha1(identity.encode()).hexdigest()[:16])
 

@@ -1,0 +1,18 @@
+"""Rewrites the golden Kubeflow/Vertex spec after an intended change: `make golden`.
+
+Review the diff: it is what Vertex AI / Kubeflow Pipelines will be given.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tests.golden.spec import GOLDEN_PATH, golden_job  # noqa: E402
+
+if __name__ == "__main__":
+    with open(GOLDEN_PATH, "w", encoding="utf-8") as f:
+        json.dump(golden_job(), f, indent=2, sort_keys=True)
+        f.write("\n")
+    print(f"wrote {GOLDEN_PATH}")

@@ -1,0 +1,232 @@
+"""Compiling for Kubeflow Pipelines v2 / Vertex AI and submitting, up to the network call.
+
+The golden spec is checked twice: against the file (any change is reviewed), and with
+the platform's own protos from kfp-pipeline-spec (what Vertex/Kubeflow will parse).
+"""
+
+import http.server
+import json
+import os
+import re
+import threading
+
+import google.auth
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import aiplatform
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline import run
+from pipeline.kubeflow import check_cron
+from tests.golden.spec import GOLDEN_PATH, VERTEX_CONFIG, golden_job, normalized
+
+ORDER = ["TextExampleGen", "VocabGen", "DecoderCheck", "Tokenize", "Trainer", "Evaluator"]
+IMAGE = "us-central1-docker.pkg.dev/my-project/minigpt/pipeline:latest"
+EXECUTORS = {
+    "TextExampleGen": "components.text_example_gen.executor.Executor",
+    "VocabGen": "components.vocab_gen.executor.Executor",
+    "DecoderCheck": "components.decoder_check.DecoderCheck_Executor",
+    "Tokenize": "components.tokenize.executor.Executor",
+    "Trainer": "components.trainer.executor.Executor",
+    "Evaluator": "components.evaluator.executor.Executor",
+}
+BEAM_STEPS = ("TextExampleGen", "VocabGen", "Tokenize")
+KUBEFLOW_V2_ENTRYPOINT = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+
+
+@pytest.fixture(scope="module")
+def job():
+    return golden_job()
+
+
+def test_the_compiled_spec_matches_the_golden_file(job):
+    with open(GOLDEN_PATH, encoding="utf-8") as f:
+        golden = json.load(f)
+    assert job == golden, "the compiled spec changed: review it, then run `make golden`"
+
+
+def test_the_platform_protos_accept_the_spec_and_it_runs_six_cached_tasks_in_order(job):
+    pipeline_job = json_format.ParseDict(job, pipeline_spec_pb2.PipelineJob())
+    spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    deployment = json_format.ParseDict(
+        job["pipelineSpec"]["deploymentSpec"], pipeline_spec_pb2.PipelineDeploymentConfig()
+    )
+    assert pipeline_job.runtime_config.gcs_output_directory == "gs://my-bucket/minigpt/pipeline_root"
+    assert pipeline_job.display_name == spec.pipeline_info.name == "minigpt-simplebooks92"
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == set(ORDER)
+    for name, task in tasks.items():
+        # Every task depends only on tasks before it in data-flow order, and is cached.
+        assert all(ORDER.index(upstream) < ORDER.index(name) for upstream in task.dependent_tasks)
+        assert task.caching_options.enable_cache
+    assert set(tasks["Tokenize"].dependent_tasks) == {"TextExampleGen", "VocabGen", "DecoderCheck"}
+    assert set(tasks["Evaluator"].dependent_tasks) == {"Tokenize", "Trainer"}
+    for name, executor_class in EXECUTORS.items():
+        executor_label = spec.components[tasks[name].component_ref.name].executor_label
+        container = deployment.executors[executor_label].container
+        args = list(container.args)
+        assert container.image == IMAGE
+        assert list(container.command) == ["python", "-m", KUBEFLOW_V2_ENTRYPOINT]
+        assert args[args.index("--executor_class_path") + 1] == executor_class
+        assert {env.name: env.value for env in container.env} == {
+            "MLFLOW_TRACKING_URI": "https://mlflow.my-company.example",
+            "MLFLOW_EXPERIMENT_NAME": "minigpt-simplebooks92",
+        }
+        if name in BEAM_STEPS:
+            assert "--runner=DataflowRunner" in args and "--setup_file=/pipeline/setup.py" in args
+    trainer = deployment.executors["Trainer_executor"].container.resources
+    assert (trainer.cpu_limit, trainer.memory_limit) == (8, 32)
+    assert (trainer.accelerator.type, trainer.accelerator.count) == ("NVIDIA_L4", 1)
+    assert not deployment.executors["Evaluator_executor"].container.resources.accelerator.type
+
+
+def test_the_spec_names_no_path_of_this_machine(job):
+    text = json.dumps(job)
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for local in (repo_root, os.path.expanduser("~"), "/tmp"):
+        assert local not in text
+    assert '"input_base"' not in text or "gs://my-bucket/simplebooks-92-raw" in text
+    assert "run_fn" in text and "module_file" not in text
+
+
+def test_the_embedded_corpus_is_read_from_the_image(tmp_path):
+    path = tmp_path / "spec.json"
+    code = run.main(["--config", VERTEX_CONFIG, "--orchestrator=vertex", "--set", "data.corpus=embedded",
+                     "--compile-only", str(path)])  # fmt: skip
+    assert code == 0
+    assert "/pipeline/pipeline/embedded_corpus" in path.read_text()
+
+
+@pytest.mark.parametrize("cron", ["0 3 * * *", "*/15 * * * 1-5", "TZ=Europe/Paris 30 2 1,15 * *", "0 0 * 12 7"])
+def test_good_schedules_pass(cron):
+    check_cron(cron)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--orchestrator=vertex", "--schedule", "0 3 * *"], "--schedule: '0 3 \\* \\*' is not a five-field cron"),
+        (["--orchestrator=vertex", "--schedule", "61 3 * * *"], "--schedule: .*field '61' is not a cron field in 0-59"),
+        (["--orchestrator=vertex", "--schedule", "0 3 * * *", "--compile-only", "x.json"], "--schedule: .*cannot go"),
+        (["--orchestrator=vertex", "--schedule", "0 3 * * *", "--set", "cloud.project=null"], "--project: is required"),
+        (["--orchestrator=vertex", "--pipeline-root", "/tmp/root"], "--pipeline-root: must be a bucket URI"),
+        (["--orchestrator=vertex", "--set", "cloud.image=null"], "--image: is required"),
+        (["--orchestrator=kubeflow"], "--host: is required"),
+        (["--orchestrator=vertex", "--host", "http://kfp"], "--host: names a Kubeflow Pipelines API"),
+        (["--schedule", "0 3 * * *"], "--schedule: needs --orchestrator=vertex"),
+        (["--orchestrator=vertex", "--set", "mlflow.tracking_uri=sqlite:///m.db"], "mlflow.tracking_uri: must be a"),
+        (["--orchestrator=vertex", "--set", "data.corpus=/data/books"], "data.corpus: must be 'embedded' or a gs://"),
+        (["--runner=DataflowRunner", "--set", "cloud.dataflow.temp_location=null"], "--temp_location: is required"),
+    ],
+)
+def test_bad_combinations_fail_before_any_work_with_one_line(flags, message, capsys, tmp_path):
+    code = run.main(["--config", VERTEX_CONFIG, "--set", f"output_dir={tmp_path}", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert re.search(message, err), err
+    assert not os.listdir(tmp_path)  # nothing compiled, nothing written
+
+
+class _FakeKubeflowApi(http.server.BaseHTTPRequestHandler):
+    """Kubeflow Pipelines' v2beta1 REST API, as much of it as kfp.Client uses to submit."""
+
+    requests = []
+    RESPONSES = {
+        ("GET", "/apis/v2beta1/healthz"): {"multi_user": False},
+        ("GET", "/apis/v2beta1/experiments"): {},
+        ("POST", "/apis/v2beta1/experiments"): {"experiment_id": "exp-1", "display_name": "minigpt-simplebooks92"},
+        ("POST", "/apis/v2beta1/runs"): {"run_id": "run-1", "display_name": "minigpt-simplebooks92"},
+        ("POST", "/apis/v2beta1/recurringruns"): {"recurring_run_id": "rr-1", "display_name": "minigpt"},
+    }
+
+    def _answer(self, method):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        path = self.path.split("?")[0]
+        type(self).requests.append((method, path, body))
+        payload = json.dumps(self.RESPONSES.get((method, path), {})).encode()
+        self.send_response(200 if (method, path) in self.RESPONSES else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self._answer("GET")
+
+    def do_POST(self):  # noqa: N802
+        self._answer("POST")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kubeflow_api():
+    _FakeKubeflowApi.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeKubeflowApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _FakeKubeflowApi.requests
+    server.shutdown()
+
+
+@pytest.mark.parametrize("schedule", [None, "0 3 * * 1"])
+def test_kubeflow_submission_sends_the_compiled_spec_through_kfp_client(
+    kubeflow_api, schedule, tmp_path, capsys, monkeypatch
+):
+    host, requests = kubeflow_api
+    monkeypatch.chdir(tmp_path)  # the spec is written to ./outputs, as in the golden config
+    flags = ["--schedule", schedule] if schedule else []
+    code = run.main(["--config", VERTEX_CONFIG, "--orchestrator=kubeflow", "--host", host,
+                     "--runner=DataflowRunner", *flags])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    endpoint = "/apis/v2beta1/recurringruns" if schedule else "/apis/v2beta1/runs"
+    (body,) = [body for method, path, body in requests if (method, path) == ("POST", endpoint)]
+    # The same pipeline as Vertex gets; the pipeline root travels with the run.
+    assert normalized(body["pipeline_spec"]) == golden_job()["pipelineSpec"]
+    assert body["runtime_config"]["pipeline_root"] == "gs://my-bucket/minigpt/pipeline_root"
+    assert body["experiment_id"] == "exp-1"
+    if schedule:
+        assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"  # KFP's cron has seconds first
+        assert "Scheduled on Kubeflow Pipelines" in out and "rr-1" in out
+    else:
+        assert "Submitted on Kubeflow Pipelines" in out and "run-1" in out
+
+
+def test_an_unreachable_kubeflow_api_is_one_line_and_the_spec_is_kept(tmp_path, capsys):
+    code = run.main(["--config", VERTEX_CONFIG, "--orchestrator=kubeflow", "--host", "http://127.0.0.1:9",
+                     "--set", f"output_dir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "Kubeflow Pipelines at http://127.0.0.1:9 did not accept the pipeline" in err
+    assert os.path.exists(tmp_path / "minigpt-simplebooks92_kubeflow.yaml")
+
+
+@pytest.mark.parametrize("schedule", [None, "0 3 * * 1"])
+def test_vertex_submission_builds_the_pipeline_job_the_sdk_would_send(schedule, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), "my-project"))
+    sent = {}
+
+    def submit(self, **kwargs):  # the network call
+        sent["job"] = self
+
+    def create_schedule(self, cron, display_name, **kwargs):  # the network call
+        sent.update(job=self, cron=cron, display_name=display_name)
+        return type("Schedule", (), {"resource_name": "projects/my-project/schedules/1"})()
+
+    monkeypatch.setattr(aiplatform.PipelineJob, "submit", submit)
+    monkeypatch.setattr(aiplatform.PipelineJob, "create_schedule", create_schedule)
+    monkeypatch.setattr(aiplatform.PipelineJob, "resource_name", "projects/my-project/pipelineJobs/1")
+    monkeypatch.chdir(tmp_path)
+    flags = ["--schedule", schedule] if schedule else []
+    code = run.main(["--config", VERTEX_CONFIG, "--orchestrator=vertex", "--runner=DataflowRunner", *flags])
+    assert code == 0, capsys.readouterr().err
+    # The request body as the SDK would serialise it.
+    request = json.loads(type(sent["job"]._gca_resource).to_json(sent["job"]._gca_resource))
+    assert normalized(request["pipelineSpec"]) == golden_job()["pipelineSpec"]
+    assert request["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-bucket/minigpt/pipeline_root"
+    assert sent["job"].project == "my-project" and sent["job"].location == "us-central1"
+    if schedule:
+        assert sent["cron"] == "0 3 * * 1"

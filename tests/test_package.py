@@ -1,0 +1,83 @@
+"""What ships: the sdist Dataflow workers install, and the pipeline image's Dockerfile."""
+
+import os
+import re
+import subprocess
+import sys
+import tarfile
+
+from apache_beam.runners.portability.stager import Stager
+
+from pipeline.beam_args import LOCAL_SETUP_FILE
+from tests.conftest import REPO_ROOT
+
+PACKAGES = ("components", "pipeline")
+
+
+def _our_modules():
+    modules = []
+    for package in PACKAGES:
+        for folder, _, names in os.walk(os.path.join(REPO_ROOT, package)):
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    relative = os.path.relpath(os.path.join(folder, name), REPO_ROOT)[: -len(".py")]
+                    modules.append(relative.replace(os.sep, ".").removesuffix(".__init__"))
+    return sorted(modules)
+
+
+def test_the_sdist_beam_stages_for_dataflow_installs_every_module_and_the_corpus(tmp_path):
+    # Beam's own staging step for --setup_file (what a Dataflow launch runs)...
+    sdist = Stager._build_setup_package(LOCAL_SETUP_FILE, str(tmp_path))
+    with tarfile.open(sdist) as tar:
+        assert any(name.endswith("requirements/cloud.in") for name in tar.getnames())
+    # ...then what a worker does with it: pip install, offline, away from this checkout.
+    site = tmp_path / "worker-site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(site), sdist],
+        check=True, cwd=tmp_path,
+    )  # fmt: skip
+    modules = _our_modules()
+    assert "components.tokenize.executor" in modules and "pipeline.run" in modules
+    script = (
+        "import importlib, os, sys\n"
+        f"sys.path.insert(0, {str(site)!r})\n"
+        "from pipeline.corpus import EMBEDDED_CORPUS_DIR\n"
+        "assert os.path.getsize(os.path.join(EMBEDDED_CORPUS_DIR, 'train.txt')) > 0\n"
+        f"for name in {modules!r}:\n"
+        "    module = importlib.import_module(name)\n"
+        f"    assert module.__file__.startswith({str(site)!r}), (name, module.__file__)\n"
+        "print('imported', len(sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=_without_repo_on_path()
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _without_repo_on_path():
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def test_the_dockerfile_installs_exactly_the_constraints_and_our_package():
+    with open(os.path.join(REPO_ROOT, "Dockerfile"), encoding="utf-8") as f:
+        dockerfile = f.read()
+    # The Beam SDK image of the pinned Beam and Python: Dataflow can run it as the worker
+    # image, and Kubeflow/Vertex tasks run it with TFX's entrypoint.
+    with open(os.path.join(REPO_ROOT, "requirements", "constraints.txt"), encoding="utf-8") as f:
+        beam = re.search(r"^apache-beam==(\S+)$", f.read(), re.MULTILINE).group(1)
+    assert re.search(rf"^FROM apache/beam_python3\.10_sdk:{re.escape(beam)}\b", dockerfile, re.MULTILINE)
+    installs = [" ".join(line.split()) for line in re.findall(r"pip install ([^\n]*)", dockerfile)]
+    assert installs == [
+        "--no-cache-dir -r requirements/base.in -r requirements/cloud.in -c requirements/constraints.txt",
+        "--no-cache-dir \"jax[cuda12]==$(sed -n 's/^jax==//p' requirements/constraints.txt)\" "
+        "-c requirements/constraints.txt",
+        "--no-cache-dir --no-deps -e /pipeline && pip check",
+    ]
+    assert re.search(r"^COPY \. /pipeline$", dockerfile, re.MULTILINE)
+    assert 'RUN test -z "${TF_USE_LEGACY_KERAS:-}"' in dockerfile
+    assert not re.search(r"^ENV\s+TF_USE_LEGACY_KERAS", dockerfile, re.MULTILINE)
+    # The jax pin the CUDA build reads is there to read.
+    assert re.search(r"^jax==\S+$", open(os.path.join(REPO_ROOT, "requirements", "constraints.txt")).read(), re.M)
