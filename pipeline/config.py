@@ -115,7 +115,8 @@ class MlflowConfig:
 class BeamConfig:
     # 0 = one worker process per CPU core (DirectRunner multi_processing mode).
     direct_num_workers: int = 0
-    # Extra Beam flags, e.g. for Dataflow: ["--runner=DataflowRunner", "--project=..."].
+    # More Beam flags for every Beam step, after the runner's own (pipeline/beam_args.py),
+    # e.g. ["--dataflow_service_options=enable_prime"]. The runner itself is --runner's.
     extra_args: tuple = ()
 
 
@@ -361,6 +362,8 @@ def validate(cfg: PipelineConfig) -> None:
     _positive("eval.max_batches", cfg.eval.max_batches, allow_none=True)
     if cfg.data.min_training_seq_len < 0:
         raise ConfigError("data.min_training_seq_len", f"must be >= 0, got {cfg.data.min_training_seq_len}")
+    if any(arg.startswith("--runner") for arg in cfg.beam.extra_args):
+        raise ConfigError("beam.extra_args", "must not name a runner: use run.py's --runner flag")
     if cfg.beam.direct_num_workers < 0:
         raise ConfigError("beam.direct_num_workers", "must be >= 0 (0 = one per core)")
     # keras_hub uses head size embed_dim // num_heads (85 in the reference's 256 / 3).
@@ -403,6 +406,13 @@ def validate(cfg: PipelineConfig) -> None:
             "put a cloud run's artifacts in pipeline_root",
         )
     _check_cloud(cfg.cloud)
+    if cfg.mlflow.tracking_uri and urlparse(cfg.mlflow.tracking_uri).password:
+        # The URI is logged as a param and written into compiled specs.
+        raise ConfigError(
+            "mlflow.tracking_uri",
+            "holds a password; give credentials through MLflow's environment variables "
+            "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN), never in a config",
+        )
 
 
 def _check_cloud(cloud: CloudConfig) -> None:

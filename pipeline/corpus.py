@@ -144,7 +144,15 @@ def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
 
     path = os.path.join(corpus_dir, file_name)
-    if not tf.io.gfile.exists(path):
+    try:
+        exists = tf.io.gfile.exists(path)
+    except tf.errors.OpError as e:  # a bucket that cannot be read: credentials, network, name
+        first_line = (e.message.strip().splitlines() or [""])[0]
+        raise InputDataError(
+            f"{key}: cannot read {path} ({first_line}); check the bucket name, the network and your "
+            "credentials (gcloud auth application-default login)."
+        ) from None
+    if not exists:
         raise InputDataError(f"{key}: split file {path} does not exist; check data.corpus and {key}.")
     if tf.io.gfile.isdir(path) or tf.io.gfile.stat(path).length == 0:
         raise InputDataError(f"{key}: split file {path} is empty; it needs one paragraph per line.")

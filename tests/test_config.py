@@ -22,7 +22,7 @@ def test_defaults_are_the_reference_hyperparameters():
     assert cfg.data.corpus == "embedded"
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "simplebooks92.yaml", "tiny.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "simplebooks92.yaml", "tiny.yaml", "vertex.yaml"])
 def test_shipped_configs_load(name):
     load_config(os.path.join(CONFIGS, name))
 
@@ -57,6 +57,14 @@ def test_overrides_parse_yaml_values():
         ("model.num_heads=300", "model.num_heads"),
         ("data.min_training_seq_len=-5", "data.min_training_seq_len"),
         ("lowercase", "lowercase"),
+        ("output_dir=gs://bucket/out", "output_dir"),
+        ("beam.extra_args=[--runner=DataflowRunner]", "beam.extra_args"),
+        ("cloud.project=123", "cloud.project"),
+        ("cloud.trainer.accelerator_type=NVIDIA_L4", "cloud.trainer.accelerator_count"),
+        ("cloud.trainer.accelerator_count=2", "cloud.trainer.accelerator_count"),
+        ("cloud.dataflow.max_num_workers=0", "cloud.dataflow.max_num_workers"),
+        ("cloud.dataflow.temp_location=/tmp/x", "cloud.dataflow.temp_location"),
+        ("mlflow.tracking_uri=https://bob:secret@mlflow.example.com", "mlflow.tracking_uri"),
     ],
 )
 def test_bad_values_name_the_key(override, key):

@@ -139,3 +139,9 @@ def test_split_file_checks_name_the_file(tiny_corpus):
     (tiny_corpus / "empty.txt").write_text("")
     with pytest.raises(InputDataError, match=r"empty.txt is empty"):
         check_split_file(str(tiny_corpus), "empty.txt", "data.eval_file")
+
+
+def test_a_bucket_that_cannot_be_read_is_one_line_naming_the_file():
+    # TensorFlow 2.16 has no s3:// filesystem: a read error that needs no network to happen.
+    with pytest.raises(InputDataError, match=r"^data.train_file: cannot read s3://bucket/books/train.txt \(.*s3"):
+        check_split_file("s3://bucket/books", "train.txt", "data.train_file")

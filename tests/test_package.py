@@ -81,3 +81,16 @@ def test_the_dockerfile_installs_exactly_the_constraints_and_our_package():
     assert not re.search(r"^ENV\s+TF_USE_LEGACY_KERAS", dockerfile, re.MULTILINE)
     # The jax pin the CUDA build reads is there to read.
     assert re.search(r"^jax==\S+$", open(os.path.join(REPO_ROOT, "requirements", "constraints.txt")).read(), re.M)
+
+
+def test_the_cloud_extra_resolves_beside_the_pinned_set():
+    """kfp 2.5.0 / kfp-pipeline-spec 0.2.2 with TFX's protobuf 3.20 (kubeflow/pipelines 10499)."""
+    import google.cloud.aiplatform
+    import google.protobuf
+    import kfp
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    assert kfp.__version__ == "2.5.0" and google.protobuf.__version__ == "3.20.3"
+    assert pipeline_spec_pb2.PipelineJob and google.cloud.aiplatform.PipelineJob
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
