@@ -16,7 +16,7 @@ import yaml
 
 from components.errors import ConfigError
 from components.minigpt.decoders import check_decoders, check_fits_vocabulary
-from components.minigpt.training import PRECISIONS
+from components.minigpt.training import BACKENDS, PRECISIONS
 
 EMBEDDED_CORPUS = "embedded"
 REQUIRED_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[BOS]")
@@ -71,6 +71,9 @@ class TrainConfig:
     # "auto" (bf16 on a GPU or a CPU with native bf16, else float32), "float32",
     # "mixed_bfloat16" or "mixed_float16".
     precision: str = "auto"
+    # The Keras backend that fits the model: "auto" (JAX where there is a GPU, else
+    # TensorFlow: measured faster on CPUs), "tensorflow" or "jax" (in a child process).
+    backend: str = "auto"
     # XLA-compile the training step: true, false, or null for Keras' choice (XLA on
     # GPUs and on JAX, not on a CPU-only TensorFlow, where it measured no faster).
     jit_compile: Optional[bool] = None
@@ -383,6 +386,8 @@ def validate(cfg: PipelineConfig) -> None:
             "vocab.vocabulary_size",
             f"must be larger than the {len(reserved)} reserved tokens, got {cfg.vocab.vocabulary_size}",
         )
+    if cfg.train.backend not in BACKENDS:
+        raise ConfigError("train.backend", f"must be one of {', '.join(BACKENDS)}, got {cfg.train.backend!r}")
     if cfg.train.precision not in PRECISIONS:
         raise ConfigError("train.precision", f"must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
     for key, num_tokens in (

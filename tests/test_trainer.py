@@ -5,6 +5,7 @@ import json
 import os
 
 import google.auth
+import keras
 import mlflow.keras
 import numpy as np
 import pytest
@@ -18,9 +19,10 @@ from tfx.types import Channel, standard_artifacts
 
 from components import model_bundle
 from components.artifact_types import Vocabulary
-from components.errors import ConfigError
+from components.errors import ConfigError, InputDataError
 from components.minigpt.training import resolve_settings
 from components.trainer import executor, keys, trainer_module
+from components.trainer import fit as fit_module
 from components.trainer.component import Trainer
 from components.vocab_gen.wordpiece import learn_vocabulary, pretokenize_lines
 from pipeline.config import TrainConfig, load_config
@@ -46,7 +48,7 @@ def fn_args_factory(tmp_path):
         write_token_examples(tmp_path / "examples" / f"Split-{split}" / "data.gz", tokenize(lines, vocab, SEQ_LEN))
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
 
-    def make(pipeline_run_id):
+    def make(pipeline_run_id, backend="auto"):
         out = tmp_path / pipeline_run_id
         return tfx.components.FnArgs(
             train_files=[str(tmp_path / "examples" / "Split-train" / "*")],
@@ -64,6 +66,7 @@ def fn_args_factory(tmp_path):
                         epoch_sample_k=5,
                         epoch_sample_tokens=4,
                         seed=1,
+                        backend=backend,
                     )
                 ),
                 keys.LOWERCASE: True,
@@ -107,6 +110,7 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     assert manifest.params == {
         "train.epochs": EPOCHS,
         "model.vocabulary_size_learned": len(vocab),
+        "train.backend_resolved": "tensorflow",  # "auto" on a machine without a GPU
         # "auto": what this machine trains in (bf16 on a bf16-capable CPU).
         "train.precision_resolved": resolve_settings("auto", None, 1).precision,
     }
@@ -124,6 +128,35 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     np.testing.assert_allclose(
         tf.cast(served.serve(ids), tf.float32), tf.cast(model(ids), tf.float32), rtol=1e-4, atol=1e-5
     )
+
+
+def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weights(fn_args_factory):
+    make, client = fn_args_factory
+    fn_args = make("run-jax", backend="jax")
+    trainer_module.run_fn(fn_args)
+    run = _run_for(client, "run-jax")
+    assert run.data.params["train.backend_resolved"] == "jax"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
+    assert "best_epoch" in run.data.metrics and run.data.metrics["num_parameters"] > 0
+    # The child's kept weights are what this (TensorFlow) process exported and serves.
+    fitted = keras.models.load_model(os.path.join(fn_args.model_run_dir, "fit", "fitted.keras"))
+    served = tf.saved_model.load(fn_args.serving_model_dir)
+    ids = np.array([[2, 5, 9, 0]], dtype="int32")
+    np.testing.assert_allclose(
+        tf.cast(served.serve(ids), tf.float32), tf.cast(fitted(ids), tf.float32), rtol=1e-4, atol=1e-5
+    )
+    model, manifest, _ = model_bundle.load(fn_args.serving_model_dir)
+    assert manifest.params["train.backend_resolved"] == "jax"
+    assert run.data.params["train.precision_resolved"] == manifest.params["train.precision_resolved"]
+
+
+def test_a_data_error_in_the_child_process_is_the_same_one_line_error(fn_args_factory, tmp_path):
+    make, client = fn_args_factory
+    fn_args = make("run-jax-empty", backend="jax")
+    fn_args.eval_files = [str(tmp_path / "nowhere" / "*")]
+    with pytest.raises(InputDataError, match="No TFRecord files match"):
+        trainer_module.run_fn(fn_args)
+    assert _run_for(client, "run-jax-empty").info.status == "FAILED"
 
 
 def test_an_epoch_sample_k_above_the_learned_vocabulary_stops_before_any_work(fn_args_factory):
@@ -241,19 +274,19 @@ class _Killed(Exception):
 
 def test_a_killed_training_resumes_from_its_last_epoch(fn_args_factory, monkeypatch):
     make, client = fn_args_factory
-    log_epoch = trainer_module.MlflowEpochLogger.on_epoch_end
+    log_epoch = fit_module.MlflowEpochLogger.on_epoch_end
 
     def die_after_epoch_2(self, epoch, logs=None):
         log_epoch(self, epoch, logs)
         if epoch == 1:
             raise _Killed
 
-    monkeypatch.setattr(trainer_module.MlflowEpochLogger, "on_epoch_end", die_after_epoch_2)
+    monkeypatch.setattr(fit_module.MlflowEpochLogger, "on_epoch_end", die_after_epoch_2)
     with pytest.raises(_Killed):
         trainer_module.run_fn(make("attempt-1"))
     assert _run_for(client, "attempt-1").info.status == "FAILED"
 
-    monkeypatch.setattr(trainer_module.MlflowEpochLogger, "on_epoch_end", log_epoch)
+    monkeypatch.setattr(fit_module.MlflowEpochLogger, "on_epoch_end", log_epoch)
     trainer_module.run_fn(make("attempt-2"))  # a new pipeline run, same job
     retry = _run_for(client, "attempt-2")
     # Epochs 1-2 were restored from the backup; only epoch 3 ran again.

@@ -1,10 +1,17 @@
-"""`train.precision: auto` and the other speed settings resolve per machine, and bad ones fail."""
+"""`train.precision` / `train.backend: auto` and the other speed settings resolve per
+machine, bad ones fail, and TensorFlow mirrors a step over several devices."""
 
+import json
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
 from components.errors import ConfigError
 from components.minigpt import training
 from pipeline.config import load_config
+from tests.conftest import REPO_ROOT
 
 
 @pytest.mark.parametrize(
@@ -35,3 +42,57 @@ def test_unknown_precision_is_rejected_at_load_and_at_resolve():
     assert load_config(None, ["train.jit_compile=null"]).train.jit_compile is None
     with pytest.raises(ConfigError, match="train.steps_per_execution: must be positive"):
         load_config(None, ["train.steps_per_execution=0"])
+
+
+@pytest.mark.parametrize("gpus, expected", [(["0000:00:04.0"], "jax"), ([], "tensorflow")])
+def test_auto_backend_is_jax_where_the_driver_lists_a_gpu(tmp_path, monkeypatch, gpus, expected):
+    for gpu in gpus:
+        (tmp_path / gpu).mkdir()
+    monkeypatch.setattr(training, "NVIDIA_GPUS_DIR", str(tmp_path))
+    assert training.resolve_backend("auto") == expected
+    monkeypatch.setattr(training, "NVIDIA_GPUS_DIR", str(tmp_path / "no-driver"))
+    assert training.resolve_backend("auto") == "tensorflow"
+    assert training.resolve_backend("jax") == "jax"
+
+
+def test_unknown_backend_is_rejected_at_load():
+    with pytest.raises(ConfigError, match="train.backend: must be one of auto, tensorflow, jax"):
+        load_config(None, ["train.backend=torch"])
+
+
+MIRRORED_SIDE = """
+import json, sys
+import tensorflow as tf
+n = int(sys.argv[1])
+if n > 1:  # n logical CPU devices stand in for n GPUs
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+import keras, numpy as np
+from components.minigpt.model import GPTConfig
+from components.minigpt.training import TrainingSettings, build_trainable_model, use_every_local_device
+devices = use_every_local_device("CPU")
+cfg = GPTConfig(vocabulary_size=40, seq_len=16, embed_dim=16, ff_dim=16, num_heads=2, num_layers=1)
+keras.utils.set_random_seed(0)
+model = build_trainable_model(cfg, 1e-2, TrainingSettings("float32", None, 1))
+labels = np.random.default_rng(0).integers(3, 40, size=(64, 16)).astype("int32")
+features = np.concatenate([np.full((64, 1), 2, "int32"), labels[:, :-1]], axis=1)
+history = model.fit(features, labels, batch_size=16, epochs=2, shuffle=False, verbose=0)
+replicas = model.distribute_strategy.num_replicas_in_sync
+print(json.dumps({"devices": devices, "replicas": replicas, "loss": history.history["loss"]}))
+"""
+
+
+def _mirrored_run(num_devices):
+    out = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SIDE, str(num_devices)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_tensorflow_mirrors_the_step_over_every_device_and_learns_what_one_device_learns():
+    one, two = _mirrored_run(1), _mirrored_run(2)
+    assert (one["devices"], one["replicas"]) == (1, 1)
+    assert (two["devices"], two["replicas"]) == (2, 2)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)

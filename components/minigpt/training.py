@@ -7,6 +7,7 @@ machine. The figures behind the "auto" choices are in BENCHMARKS.md
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
 if TYPE_CHECKING:  # the config loader imports this module: no Keras at import time
@@ -15,6 +16,9 @@ if TYPE_CHECKING:  # the config loader imports this module: no Keras at import t
     from components.minigpt.model import GPTConfig
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+BACKENDS = ("auto", "tensorflow", "jax")
+# The NVIDIA driver lists one folder per GPU here, whatever the Python libraries can see.
+NVIDIA_GPUS_DIR = "/proc/driver/nvidia/gpus"
 
 
 class TrainingSettings(NamedTuple):
@@ -48,6 +52,28 @@ def has_gpu() -> bool:
     return False
 
 
+def driver_gpu_count() -> int:
+    """GPUs the NVIDIA driver reports, read without importing TensorFlow or JAX."""
+    try:
+        return len(os.listdir(NVIDIA_GPUS_DIR))
+    except OSError:
+        return 0
+
+
+def resolve_backend(backend: str) -> str:
+    """`auto` is JAX where there is a GPU, else TensorFlow.
+
+    On GPUs Keras' JAX backend is the fast one (DESIGN.md §5: 1.8 ms a step as shipped);
+    on this 2-core CPU TensorFlow measured faster (issue figures: bf16 0.61–1.25 s a step
+    vs JAX 0.96–1.18 s; fp32 1.21–1.28 vs 1.40–1.52).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "jax" if driver_gpu_count() else "tensorflow"
+    return backend
+
+
 def resolve_settings(precision: str, jit_compile: Optional[bool], steps_per_execution: int) -> TrainingSettings:
     """`precision: auto` is bfloat16 on a GPU or a CPU with native bf16, else float32."""
     if precision not in PRECISIONS:
@@ -67,19 +93,28 @@ def build_trainable_model(gpt: "GPTConfig", learning_rate: float, settings: Trai
     return model
 
 
-def use_every_local_device() -> int:
-    """On JAX, splits every batch over all local devices (Keras `DataParallel`): weights
-    are replicated, each device computes on its share of the batch and the gradients are
-    averaged, so the step learns what one device would. Returns the number of devices.
+def use_every_local_device(tensorflow_device_type: str = "GPU") -> int:
+    """Trains on every local accelerator; returns how many. Call before building the model.
 
-    Call before building the model. On TensorFlow the single-process equivalent is
-    `tf.distribute.MirroredStrategy`, not wired in yet.
+    Each batch is split over the devices, the weights are replicated, and the gradients
+    are averaged, so a step learns what one device would:
+    - JAX: Keras `DataParallel` over all local devices (GPUs, or forced CPU devices);
+    - TensorFlow: `tf.distribute.MirroredStrategy`, made the default strategy, over the
+      local devices of `tensorflow_device_type` (GPUs; the tests mirror two logical CPUs).
+    With one device nothing changes.
     """
     import keras  # pylint: disable=import-outside-toplevel
 
-    if keras.backend.backend() != "jax":
-        return 1
-    devices = keras.distribution.list_devices()
-    if len(devices) > 1:
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    return len(devices)
+    if keras.backend.backend() == "jax":
+        devices = keras.distribution.list_devices()
+        if len(devices) > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return len(devices)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        devices = [d.name for d in tf.config.list_logical_devices(tensorflow_device_type)]
+        if len(devices) > 1:
+            tf.distribute.experimental_set_strategy(tf.distribute.MirroredStrategy(devices))
+        return max(len(devices), 1)
+    return 1

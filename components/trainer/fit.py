@@ -1,0 +1,184 @@
+"""The training loop, in this process or in a child process on another Keras backend.
+
+Keras picks its backend once per process, and TFX's executor runs in a TensorFlow
+process. To train on JAX (the fast backend on GPUs), the Trainer runs this module as
+`python -m components.trainer.fit REQUEST.json` with `KERAS_BACKEND=jax`: the child
+reads the token ids, fits, logs every epoch to the pipeline's MLflow run, and saves the
+kept weights as a `.keras` file, which the parent loads and exports as a TensorFlow
+SavedModel. Nothing here imports TFX; the model and loop are pure Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import keras
+from mlflow.tracking import MlflowClient
+
+from components.artifact_types import read_vocabulary
+from components.errors import InputDataError, UserInputError
+from components.lm_data import read_labels
+from components.minigpt.callbacks import KeepBestEpoch
+from components.minigpt.decoding import Generator, make_sampler
+from components.minigpt.model import GPTConfig
+from components.minigpt.sequences import features_from_labels
+from components.minigpt.tokenizer import TextCodec
+from components.minigpt.training import build_trainable_model, resolve_settings, use_every_local_device
+from components.tracking import PipelineRun
+from components.trainer import keys
+
+logger = logging.getLogger("components.trainer.fit")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitRequest:
+    """Everything one fit needs; JSON-serialisable, so it can cross into a child process."""
+
+    custom_config: Dict[str, Any]
+    train_files: List[str]
+    eval_files: List[str]
+    checkpoint_dir: str
+    mlflow_run_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    best_epoch: Optional[int]
+    best_value: Optional[float]
+    # What the fitting process resolved: its Keras backend and dtype policy.
+    backend: str
+    precision: str
+
+
+class MlflowEpochLogger(keras.callbacks.Callback):
+    """Logs per-epoch metrics and a top-k text sample to the pipeline's MLflow run."""
+
+    def __init__(self, run: PipelineRun, codec: TextCodec, num_tokens: int, k: int, seed: int):
+        super().__init__()
+        self._run = run
+        self._codec = codec
+        self._num_tokens = num_tokens
+        self._sampler = make_sampler("top_k", {"k": k}, seed)
+        self._generator = None
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs: Dict[str, float] = None) -> None:
+        self._generator = Generator(self.model, self._codec.bos_id, self._num_tokens)
+
+    def on_epoch_begin(self, epoch: int, logs: Dict[str, float] = None) -> None:
+        self._epoch_start = time.time()
+
+    def on_epoch_end(self, epoch: int, logs: Dict[str, float] = None) -> None:
+        step = epoch + 1
+        self._run.log_metrics({**(logs or {}), "epoch_seconds": time.time() - self._epoch_start}, step=step)
+        text = self._codec.detokenize(self._generator.generate(self._sampler))[0]
+        logger.info("Epoch %d top-k sample: %s", step, text)
+        self._run.log_text(text + "\n", f"samples/epoch_{step:03d}.txt")
+
+
+def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
+    """Fits the model on the current backend; returns it with the kept epoch's weights."""
+    cfg = request.custom_config
+    train_cfg = cfg[keys.TRAIN]
+    vocab = read_vocabulary(cfg[keys.VOCABULARY_PATH])
+    gpt = GPTConfig(vocabulary_size=len(vocab), **cfg[keys.MODEL])
+    codec = TextCodec(vocab, gpt.seq_len, lowercase=cfg[keys.LOWERCASE])
+    keras.utils.set_random_seed(train_cfg["seed"])
+    train_labels = read_labels(request.train_files, gpt.seq_len, "train")
+    eval_labels = read_labels(request.eval_files, gpt.seq_len, "eval")
+    run = PipelineRun(MlflowClient(cfg[keys.MLFLOW]["tracking_uri"]), request.mlflow_run_id)
+
+    # Resolved here, where the backend that will train is the one that looks for a GPU.
+    settings = resolve_settings(train_cfg["precision"], train_cfg["jit_compile"], train_cfg["steps_per_execution"])
+    devices = use_every_local_device()
+    model = build_trainable_model(gpt, train_cfg["learning_rate"], settings)
+    model.summary(print_fn=logger.info)
+    run.log_metrics({"num_parameters": model.count_params(), "train_devices": devices}, step=0)
+    best = KeepBestEpoch("val_perplexity")
+    model.fit(
+        features_from_labels(train_labels, codec.bos_id),
+        train_labels,
+        batch_size=train_cfg["batch_size"],
+        shuffle=True,
+        validation_data=(features_from_labels(eval_labels, codec.bos_id), eval_labels),
+        validation_batch_size=train_cfg["batch_size"],
+        epochs=train_cfg["epochs"],
+        steps_per_epoch=train_cfg["steps_per_epoch"],
+        validation_steps=train_cfg["validation_steps"],
+        callbacks=[
+            keras.callbacks.BackupAndRestore(request.checkpoint_dir),
+            best,
+            MlflowEpochLogger(
+                run, codec, train_cfg["epoch_sample_tokens"], train_cfg["epoch_sample_k"], train_cfg["seed"]
+            ),
+        ],
+        # A live progress bar on a terminal, one line per epoch in logs and CI.
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    if best.best_epoch is not None:
+        logger.info("Keeping epoch %d's weights (val_perplexity %.2f).", best.best_epoch, best.best_value)
+        run.log_metrics({"best_epoch": best.best_epoch, "best_val_perplexity": best.best_value}, step=0)
+    return model, FitResult(best.best_epoch, best.best_value, keras.backend.backend(), settings.precision)
+
+
+def fit_in_child_process(request: FitRequest, backend: str, work_dir: str) -> "tuple[keras.Model, FitResult]":
+    """Runs `fit` under `KERAS_BACKEND=backend` in a child process and loads its model here.
+
+    The child's log goes to this process's stdout/stderr. A mistake in the user's data is
+    re-raised here as the same one-line InputDataError; any other failure names the exit
+    code (the child's traceback is in the log above it).
+    """
+    os.makedirs(work_dir, exist_ok=True)
+    request_path = os.path.join(work_dir, "fit_request.json")
+    with open(request_path, "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(request), f)
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    code = subprocess.run([sys.executable, "-m", "components.trainer.fit", request_path], env=env).returncode
+    result_path = _result_path(request_path)
+    result = {}
+    if os.path.exists(result_path):
+        with open(result_path, encoding="utf-8") as f:
+            result = json.load(f)
+    if "user_error" in result:
+        raise InputDataError(result["user_error"])
+    if code != 0 or "result" not in result:
+        raise RuntimeError(f"training on KERAS_BACKEND={backend} in a child process failed (exit code {code})")
+    return keras.models.load_model(_model_path(request_path)), FitResult(**result["result"])
+
+
+def _result_path(request_path: str) -> str:
+    return os.path.join(os.path.dirname(request_path), "fit_result.json")
+
+
+def _model_path(request_path: str) -> str:
+    return os.path.join(os.path.dirname(request_path), "fitted.keras")
+
+
+def main(argv: List[str]) -> int:
+    """Child entry point: `python -m components.trainer.fit REQUEST.json`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    (request_path,) = argv
+    with open(request_path, encoding="utf-8") as f:
+        raw = json.load(f)
+    request = FitRequest(**raw)
+    try:
+        model, result = fit(request)
+    except UserInputError as e:
+        outcome = {"user_error": str(e)}
+    else:
+        model.save(_model_path(request_path))
+        outcome = {"result": dataclasses.asdict(result)}
+    with open(_result_path(request_path), "w", encoding="utf-8") as f:
+        json.dump(outcome, f)
+    return 0 if "result" in outcome else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
