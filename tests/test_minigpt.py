@@ -8,9 +8,10 @@ import keras_hub
 import numpy as np
 import pytest
 
+from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.callbacks import KeepBestEpoch
 from components.minigpt.decoders import DECODERS
-from components.minigpt.decoding import Generator, make_sampler
+from components.minigpt.decoding import UncachedGenerator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, forward_flops, with_hidden_states
 from components.minigpt.perplexity import token_weighted_perplexity
 from components.minigpt.sequences import batches, canonical_order, features_from_labels
@@ -26,6 +27,8 @@ DECODERS_PARAMS = {
     "top_p": {"p": 0.5},
     "contrastive": {"k": 3, "alpha": 0.6},
 }
+# The reference's method and the cached, compiled one: the same contract, the same tests.
+GENERATORS = [UncachedGenerator, CachedGenerator]
 
 
 def test_reference_model_has_the_reference_parameter_count():
@@ -69,9 +72,10 @@ def _model_that_always_says(token_id: int) -> keras.Model:
     return model
 
 
+@pytest.mark.parametrize("generator_class", GENERATORS)
 @pytest.mark.parametrize("name", sorted(DECODERS_PARAMS))
-def test_every_decoder_follows_a_certain_model(name):
-    generator = Generator(_model_that_always_says(7), bos_id=2, num_tokens=5)
+def test_every_decoder_follows_a_certain_model(name, generator_class):
+    generator = generator_class(_model_that_always_says(7), bos_id=2, num_tokens=5)
     # Contrastive search trades probability for novelty by design (alpha); with alpha=0 it
     # must follow the model like the others.
     params = {"k": 3, "alpha": 0.0} if name == "contrastive" else DECODERS_PARAMS[name]
@@ -79,15 +83,17 @@ def test_every_decoder_follows_a_certain_model(name):
     np.testing.assert_array_equal(ids, [[2, 7, 7, 7, 7, 7]])
 
 
+@pytest.mark.parametrize("generator_class", GENERATORS)
 @pytest.mark.parametrize("name", sorted(DECODERS_PARAMS))
-def test_every_decoder_generates_the_requested_length(name):
-    generator = Generator(build_model(TINY), bos_id=2, num_tokens=6)
+def test_every_decoder_generates_the_requested_length(name, generator_class):
+    generator = generator_class(build_model(TINY), bos_id=2, num_tokens=6)
     ids = generator.generate(make_sampler(name, DECODERS_PARAMS[name], seed=1))
     assert ids.shape == (1, 7) and ids[0, 0] == 2
 
 
-def test_seeded_decoders_repeat_themselves():
-    generator = Generator(build_model(TINY), bos_id=2, num_tokens=8)
+@pytest.mark.parametrize("generator_class", GENERATORS)
+def test_seeded_decoders_repeat_themselves(generator_class):
+    generator = generator_class(build_model(TINY), bos_id=2, num_tokens=8)
     first = generator.generate(make_sampler("random", {}, seed=3))
     again = generator.generate(make_sampler("random", {}, seed=3))
     np.testing.assert_array_equal(first, again)

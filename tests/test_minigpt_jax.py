@@ -12,7 +12,7 @@ import sys
 import keras
 import numpy as np
 
-from components.minigpt.decoding import Generator, make_sampler
+from components.minigpt.decoding import UncachedGenerator, make_sampler
 from components.minigpt.model import GPTConfig, build_model
 from tests.conftest import REPO_ROOT
 
@@ -22,14 +22,18 @@ TOKENS = [[2, 5, 9, 14, 3, 0, 0, 0], [2, 7, 7, 1, 30, 39, 12, 4]]
 JAX_SIDE = """
 import json, sys
 import keras, numpy as np
-from components.minigpt.decoding import Generator, make_sampler
+from components.minigpt.decoding import UncachedGenerator, make_sampler
 from components.minigpt.model import GPTConfig, build_model
 cfg = GPTConfig(**json.loads(sys.argv[1]))
 model = build_model(cfg)
 model.load_weights(sys.argv[2])
 logits = keras.ops.convert_to_numpy(model(np.array(json.loads(sys.argv[3]), dtype="int32")))
-ids = Generator(model, 2, 10).generate(make_sampler("greedy", {}, 0))
-print(json.dumps({"backend": keras.backend.backend(), "logits": logits.tolist(), "greedy": ids.tolist()}))
+ids = UncachedGenerator(model, 2, 10).generate(make_sampler("greedy", {}, 0))
+from components.minigpt.cached_decoding import CachedGenerator
+cached, greedy = CachedGenerator(model, 2, 10), make_sampler("greedy", {}, 0)
+cached_ids = [cached.generate(greedy, batch_size=2).tolist() for _ in range(3)]
+print(json.dumps({"backend": keras.backend.backend(), "logits": logits.tolist(), "greedy": ids.tolist(),
+                  "cached_greedy": cached_ids, "cached_traces": cached.traces}))
 """
 
 
@@ -52,7 +56,11 @@ def test_same_weights_give_the_same_logits_and_greedy_tokens_on_jax(tmp_path):
     jax_side = json.loads(out.stdout.strip().splitlines()[-1])
     assert jax_side["backend"] == "jax"
     np.testing.assert_allclose(jax_side["logits"], model(np.array(TOKENS, dtype="int32")), rtol=1e-4, atol=1e-5)
-    assert jax_side["greedy"] == Generator(model, 2, 10).generate(make_sampler("greedy", {}, 0)).tolist()
+    reference = UncachedGenerator(model, 2, 10).generate(make_sampler("greedy", {}, 0)).tolist()
+    assert jax_side["greedy"] == reference
+    # The cached decode on JAX: jitted once, reused, and the reference's tokens.
+    assert jax_side["cached_greedy"] == [reference * 2] * 3
+    assert jax_side["cached_traces"] == 1
 
 
 DATA_PARALLEL_SIDE = """

@@ -17,8 +17,9 @@ from tfx.utils import path_utils
 from components import model_bundle
 from components.formats import EVALUATION_FILE
 from components.lm_data import read_labels
+from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.decoders import check_decoders
-from components.minigpt.decoding import Generator, make_sampler
+from components.minigpt.decoding import make_sampler
 from components.minigpt.perplexity import token_weighted_perplexity
 from components.minigpt.sequences import batches, features_from_labels
 from components.minigpt.tokenizer import TextCodec
@@ -103,14 +104,19 @@ class Executor(base_executor.BaseExecutor):
 
 
 def _sample_every_decoder(model, codec: TextCodec, eval_cfg: Dict[str, Any], run: PipelineRun) -> Dict[str, str]:
-    generator = Generator(model, codec.bos_id, eval_cfg["num_tokens_to_generate"])
+    num_tokens = eval_cfg["num_tokens_to_generate"]
+    generator = CachedGenerator(model, codec.bos_id, num_tokens)
     samples = {}
     for name, params in eval_cfg["decoders"].items():
+        sampler = make_sampler(name, params, eval_cfg["seed"])
         start = time.time()
-        ids = generator.generate(make_sampler(name, params, eval_cfg["seed"]))
+        ids = generator.generate(sampler)  # compiles, then decodes: the logged sample
+        first_call = time.time() - start
+        start = time.time()
+        generator.generate(sampler)  # compiled: the steady-state speed
         seconds = time.time() - start
         samples[name] = codec.detokenize(ids)[0]
-        logger.info("%s (%.1fs): %s", name, seconds, samples[name])
+        logger.info("%s (%.0f tokens/s, compiled in %.1fs): %s", name, num_tokens / seconds, first_call, samples[name])
         run.log_text(samples[name] + "\n", f"samples/{name}.txt")
-        run.log_metrics({f"decode_tokens_per_second.{name}": eval_cfg["num_tokens_to_generate"] / seconds}, step=0)
+        run.log_metrics({f"decode_tokens_per_second.{name}": num_tokens / seconds}, step=0)
     return samples

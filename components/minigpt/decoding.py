@@ -1,14 +1,14 @@
-"""Text generation with every keras_hub sampler, from a [BOS] prompt.
+"""Text generation with every keras_hub sampler: the reference's method, and what both
+generators share (samplers, prompts, the end of a text).
 
-`next()` follows the sampler contract `next(prompt, cache, index) -> (logits, hidden,
-cache)` in its simplest form, as in the reference: it runs the whole window each step
-and keeps no cache. (A cached, compiled decode loop is a later piece of work; the
-contract stays the same.)
+`UncachedGenerator` is the reference's method: its `next()` runs the model on the whole
+window for every new token, keeping no cache. It stays as the baseline the cached,
+compiled `cached_decoding.CachedGenerator` is measured and tested against.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import keras
 import keras_hub
@@ -16,6 +16,10 @@ import numpy as np
 
 from components.minigpt.decoders import DECODERS
 from components.minigpt.model import PAD_ID, with_hidden_states
+
+# A generated [PAD] ends a text: the model learned to predict it after a paragraph's last
+# word (the reference's labels are padded and not masked in the loss).
+END_TOKEN_IDS = (PAD_ID,)
 
 
 def make_sampler(name: str, params: Mapping[str, Any], seed: int) -> keras_hub.samplers.Sampler:
@@ -29,8 +33,24 @@ def make_sampler(name: str, params: Mapping[str, Any], seed: int) -> keras_hub.s
     return getattr(keras_hub.samplers, decoder.sampler)(**kwargs)
 
 
-class Generator:
-    """Generates `num_tokens` tokens after [BOS] with any sampler, on one model."""
+def bos_prompts(bos_id: int, batch_size: int, length: int) -> np.ndarray:
+    """(batch_size, length) rows of [BOS] then [PAD]: the reference's prompt."""
+    prompt = np.full((batch_size, length), PAD_ID, dtype="int32")
+    prompt[:, 0] = bos_id
+    return prompt
+
+
+def pad_after_end(ids: np.ndarray, prompt_lengths: np.ndarray) -> np.ndarray:
+    """Every token after a row's first generated end token becomes [PAD]."""
+    ids = np.array(ids, copy=True)
+    generated = np.arange(ids.shape[1])[None, :] >= np.asarray(prompt_lengths)[:, None]
+    ended = np.cumsum(np.isin(ids, END_TOKEN_IDS) & generated, axis=1) > 0
+    ids[ended] = PAD_ID
+    return ids
+
+
+class UncachedGenerator:
+    """Generates `num_tokens` tokens after [BOS] with any sampler: the reference's method."""
 
     def __init__(self, model: keras.Model, bos_id: int, num_tokens: int):
         self._model = with_hidden_states(model)
@@ -42,16 +62,27 @@ class Generator:
         # The token at `index` is predicted from position index - 1.
         return logits[:, index - 1, :], hidden[:, index - 1, :], cache
 
-    def prompt(self, batch_size: int = 1) -> np.ndarray:
-        prompt = np.full((batch_size, self._length), PAD_ID, dtype="int32")
-        prompt[:, 0] = self._bos_id
-        return prompt
-
     def generate(self, sampler: keras_hub.samplers.Sampler, batch_size: int = 1) -> np.ndarray:
-        """Token ids (B, 1 + num_tokens), starting with [BOS]."""
-        prompt = self.prompt(batch_size)
+        """Token ids (B, 1 + num_tokens), starting with [BOS]; [PAD] after an end token."""
+        return self.generate_from(sampler, bos_prompts(self._bos_id, batch_size, self._length))
+
+    def generate_from(self, sampler: keras_hub.samplers.Sampler, token_ids: np.ndarray) -> np.ndarray:
+        """Continues right-padded prompts (B, 1 + num_tokens) from the shortest one's end."""
+        token_ids = np.asarray(token_ids, dtype="int32")
+        lengths = prompt_lengths(token_ids)
         hidden = None
         if isinstance(sampler, keras_hub.samplers.ContrastiveSampler):
-            hidden = self._model(prompt)[1]
-        out = sampler(next=self._next, prompt=prompt, index=1, hidden_states=hidden)
-        return keras.ops.convert_to_numpy(out)
+            hidden = self._model(token_ids)[1]
+        out = sampler(
+            next=self._next,
+            prompt=token_ids,
+            index=int(lengths.min()),
+            mask=token_ids != PAD_ID,
+            hidden_states=hidden,
+        )
+        return pad_after_end(keras.ops.convert_to_numpy(out), lengths)
+
+
+def prompt_lengths(token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """Tokens before the [PAD]s of each right-padded row."""
+    return (np.asarray(token_ids) != PAD_ID).sum(axis=1)

@@ -25,8 +25,9 @@ from mlflow.tracking import MlflowClient
 from components.artifact_types import read_vocabulary
 from components.errors import InputDataError, UserInputError
 from components.lm_data import read_labels
+from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.callbacks import KeepBestEpoch
-from components.minigpt.decoding import Generator, make_sampler
+from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig
 from components.minigpt.sequences import features_from_labels
 from components.minigpt.tokenizer import TextCodec
@@ -70,7 +71,7 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         self._epoch_start = 0.0
 
     def on_train_begin(self, logs: Dict[str, float] = None) -> None:
-        self._generator = Generator(self.model, self._codec.bos_id, self._num_tokens)
+        self._generator = CachedGenerator(self.model, self._codec.bos_id, self._num_tokens)
 
     def on_epoch_begin(self, epoch: int, logs: Dict[str, float] = None) -> None:
         self._epoch_start = time.time()

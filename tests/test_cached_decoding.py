@@ -1,0 +1,103 @@
+"""The cached, compiled decoder: the reference's tokens and logits, compiled once, prompts."""
+
+import keras
+import numpy as np
+import pytest
+
+from components.minigpt.cached_decoding import CachedGenerator
+from components.minigpt.decoding import UncachedGenerator, bos_prompts, make_sampler
+from components.minigpt.model import PAD_ID, GPTConfig, build_model
+
+CFG = GPTConfig(vocabulary_size=300, seq_len=32, embed_dim=32, ff_dim=32, num_heads=3, num_layers=2)
+BOS = 2
+
+
+def _random_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_model(CFG)
+
+
+def _trained_model():
+    """A model fitted to a few repeating phrases: confident, with real structure."""
+    model = _random_model(1)
+    phrases = np.random.default_rng(0).integers(3, CFG.vocabulary_size, size=(8, 6))
+    labels = np.concatenate([np.tile(phrases[i], 6)[: CFG.seq_len][None] for i in range(8)]).astype("int32")
+    features = np.concatenate([np.full((8, 1), BOS, "int32"), labels[:, :-1]], axis=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    model.fit(features, labels, batch_size=8, epochs=60, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("model_kind", ["random", "trained"])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_cached_greedy_gives_exactly_the_reference_tokens(model_kind, batch_size):
+    model = _random_model() if model_kind == "random" else _trained_model()
+    greedy = make_sampler("greedy", {}, 0)
+    reference = UncachedGenerator(model, BOS, 24).generate(greedy, batch_size)
+    cached = CachedGenerator(model, BOS, 24).generate(greedy, batch_size)
+    np.testing.assert_array_equal(cached, reference)
+
+
+def test_every_step_s_logits_agree_with_the_whole_window():
+    model = _random_model()
+    ids = np.random.default_rng(1).integers(3, CFG.vocabulary_size, size=(2, 20)).astype("int32")
+    full = keras.ops.convert_to_numpy(model(ids))
+    generator = CachedGenerator(model, BOS, 19)
+    _, cache = generator._build_cache(ids[:, :1])  # a cache as long as the window, seeded with one token
+    cache = keras.ops.pad(cache, [(0, 0), (0, 0), (0, 0), (0, 19), (0, 0), (0, 0)])
+    for position in range(20):
+        logits, _, cache = generator.call_with_cache(ids[:, position : position + 1], cache, position)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(logits)[:, 0], full[:, position], rtol=1e-4, atol=1e-5)
+
+
+def test_the_decode_is_traced_once_per_sampler_and_shape_and_reused():
+    generator = CachedGenerator(_random_model(), BOS, 16)
+    top_k = make_sampler("top_k", {"k": 5}, seed=1)
+    first = [generator.generate(top_k) for _ in range(4)]
+    assert generator.traces == 1
+    assert len({tuple(ids[0]) for ids in first}) > 1  # the random state advances between calls
+    generator.generate(top_k, batch_size=4)  # a new shape: one more trace
+    generator.generate(top_k, batch_size=4)
+    assert generator.traces == 2
+    beam = make_sampler("beam", {"num_beams": 4}, seed=1)
+    for _ in range(3):
+        generator.generate(beam)
+    assert generator.traces == 3
+
+
+def _reference_greedy_continuation(model, prompts, length):
+    """The reference's loop, spelled out: run the whole window, take the argmax."""
+    ids = np.array(prompts, dtype="int32")
+    start = (ids != PAD_ID).sum(axis=1)
+    for position in range(start.min(), length):
+        logits = keras.ops.convert_to_numpy(model(ids))[:, position - 1]
+        choice = logits.argmax(axis=-1)
+        ids[:, position] = np.where(position < start, ids[:, position], choice)
+    return ids
+
+
+def test_prompts_of_different_lengths_are_continued_as_the_reference_would():
+    model = _random_model()
+    generator = CachedGenerator(model, BOS, 15)
+    prompts = bos_prompts(BOS, 2, 16)
+    prompts[0, 1:4] = [17, 40, 41]  # [BOS] + 3 tokens
+    prompts[1, 1:7] = [5, 6, 7, 8, 9, 10]  # [BOS] + 6 tokens: kept where it has them
+    out = generator.generate_from(make_sampler("greedy", {}, 0), prompts)
+    np.testing.assert_array_equal(out[:, :7][1], prompts[1, :7])
+    np.testing.assert_array_equal(out, _reference_greedy_continuation(model, prompts, 16))
+
+
+def test_a_generated_pad_ends_the_row_and_the_rest_is_padding():
+    model = _random_model()
+    kernel, bias = model.get_layer("logits").get_weights()
+    bias[:] = -20.0
+    bias[PAD_ID] = 20.0  # the model always says [PAD]: every row ends at once
+    model.get_layer("logits").set_weights([np.zeros_like(kernel), bias])
+    for generator in (CachedGenerator(model, BOS, 10), UncachedGenerator(model, BOS, 10)):
+        np.testing.assert_array_equal(generator.generate(make_sampler("greedy", {}, 0), 2), bos_prompts(BOS, 2, 11))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((1, 11), "int32"), bos_prompts(BOS, 1, 12), np.full((1, 11), 5, "int32")])
+def test_prompts_that_leave_nothing_to_generate_or_do_not_fit_are_refused(bad):
+    with pytest.raises(ValueError, match="prompts must be|every prompt must hold"):
+        CachedGenerator(_random_model(), BOS, 10).generate_from(make_sampler("greedy", {}, 0), bad)
