@@ -109,6 +109,10 @@ class PipelineRun:
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
+    def log_table(self, columns: Mapping[str, Any], artifact_file: str) -> None:
+        """A table the MLflow UI renders (column name -> values)."""
+        self.client.log_table(self.run_id, dict(columns), artifact_file)
+
     def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
         if os.path.isdir(local_path):
             self.client.log_artifacts(self.run_id, local_path, artifact_path)

@@ -90,6 +90,10 @@ class TrainConfig:
 class EvalConfig:
     # Tokens generated after the [BOS] prompt by each decoder.
     num_tokens_to_generate: int = 80
+    # The decoder leaderboard: samples per decoder from [BOS], and as many again from
+    # prompts of the first `prompt_tokens` tokens of evenly spaced eval-split lines.
+    samples_per_decoder: int = 8
+    prompt_tokens: int = 8
     # Cap on eval batches for perplexity; null uses the whole eval split.
     max_batches: Optional[int] = None
     batch_size: int = 64
@@ -356,7 +360,7 @@ def validate(cfg: PipelineConfig) -> None:
             "epoch_sample_tokens",
             "steps_per_execution",
         ),
-        "eval": ("num_tokens_to_generate", "batch_size"),
+        "eval": ("num_tokens_to_generate", "batch_size", "samples_per_decoder", "prompt_tokens"),
     }.items():
         for name in names:
             _positive(f"{section}.{name}", getattr(getattr(cfg, section), name))
@@ -396,6 +400,12 @@ def validate(cfg: PipelineConfig) -> None:
     ):
         if num_tokens + 1 > cfg.model.seq_len:
             raise ConfigError(key, f"[BOS] + {num_tokens} tokens exceed model.seq_len {cfg.model.seq_len}")
+    if cfg.eval.prompt_tokens >= cfg.eval.num_tokens_to_generate:
+        raise ConfigError(
+            "eval.prompt_tokens",
+            f"{cfg.eval.prompt_tokens} leaves no room to generate within eval.num_tokens_to_generate "
+            f"{cfg.eval.num_tokens_to_generate}: make it smaller",
+        )
     # The learned vocabulary may come out smaller; the Trainer checks again against it.
     check_fits_vocabulary(
         "train.epoch_sample_k", cfg.train.epoch_sample_k, cfg.vocab.vocabulary_size, "vocab.vocabulary_size"

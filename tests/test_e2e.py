@@ -54,7 +54,12 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
         assert f"samples/{name}.txt" in paths
         logged = client.download_artifacts(run.info.run_id, f"samples/{name}.txt", str(tmp_path))
         with open(logged, encoding="utf-8") as f:
-            assert f.read().strip() == evaluation["samples"][name]
+            texts = f.read().strip().split("\n\n")
+        # samples_per_decoder (2) from [BOS], as many from eval prompts; the first is the summary's.
+        assert len(texts) == 4 and texts[0] == evaluation["samples"][name]
+        assert f"decoder/{name}/distinct_2" in run.data.metrics
+    assert sorted(row["decoder"] for row in evaluation["leaderboard"]) == DECODERS
+    assert {"decoder_leaderboard.json", "decoder_samples.json"} <= set(paths)
     assert {"samples/epoch_001.txt", "samples/epoch_002.txt", "vocabulary/vocab.txt"} <= set(paths)
     assert {"model/minigpt.keras", "model/saved_model.pb", "model/vocab.txt"} <= set(paths)
     (logged,) = client.search_logged_models([run.info.experiment_id])

@@ -15,6 +15,7 @@ from components.errors import ConfigError, InputDataError
 from components.evaluator import executor
 from components.evaluator.component import Evaluator
 from components.formats import EVALUATION_FILE
+from components.minigpt.leaderboard import MEASURES
 from components.minigpt.model import GPTConfig, build_model
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, PipelineRun
 from tests.conftest import tokenize, write_token_examples
@@ -23,6 +24,8 @@ VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog"
 TRAINING_PARAMS = {"train.epochs": 2, "model.seq_len": 8, "model.vocabulary_size_learned": len(VOCAB)}
 EVAL_CONFIG = {
     "num_tokens_to_generate": 4,
+    "samples_per_decoder": 2,
+    "prompt_tokens": 2,
     "batch_size": 4,
     "max_batches": None,
     "seed": 42,
@@ -76,6 +79,11 @@ def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, 
         return evaluation, json.load(f)
 
 
+def _table(client, run_id, name, tmp_path):
+    with open(client.download_artifacts(run_id, name, str(tmp_path))) as f:
+        return json.load(f)
+
+
 def test_scores_samples_and_finishes_the_training_run(setup):
     tmp_path, tracking_uri, training_run = setup
     evaluation, result = _evaluate(tmp_path, tracking_uri, "train-run")
@@ -89,11 +97,22 @@ def test_scores_samples_and_finishes_the_training_run(setup):
     run = client.get_run(training_run.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["eval_perplexity"] == pytest.approx(result["perplexity"])
-    assert {"decode_tokens_per_second.greedy", "decode_tokens_per_second.top_k"} <= set(run.data.metrics)
+    # The leaderboard: every measure of every decoder as a metric, and as a table row.
+    for name in ("greedy", "top_k"):
+        for measure in MEASURES:
+            assert f"decoder/{name}/{measure}" in run.data.metrics
+    assert [row["decoder"] for row in result["leaderboard"]] == ["greedy", "top_k"]
     assert [f.path for f in client.list_artifacts(run.info.run_id, "samples")] == [
         "samples/greedy.txt",
         "samples/top_k.txt",
     ]
+    board = _table(client, run.info.run_id, "decoder_leaderboard.json", tmp_path)
+    assert board["columns"] == ["decoder", *MEASURES] and len(board["data"]) == 2
+    samples = _table(client, run.info.run_id, "decoder_samples.json", tmp_path)
+    # 2 samples from [BOS] and 2 from eval prompts, per decoder.
+    assert samples["columns"] == ["decoder", "prompt", "text", "tokens_per_s"] and len(samples["data"]) == 8
+    assert [row[1] for row in samples["data"][:2]] == ["[BOS]", "[BOS]"]
+    assert all(row[2].startswith(row[1]) for row in samples["data"])
 
 
 def test_a_rerun_on_a_cached_model_links_and_copies_only_training_params(setup):

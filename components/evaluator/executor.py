@@ -1,4 +1,4 @@
-"""Evaluator executor: perplexity on the eval split and a sample from every decoder."""
+"""Evaluator executor: perplexity on the eval split and a leaderboard of the decoders."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
+import numpy as np
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
@@ -19,7 +20,8 @@ from components.formats import EVALUATION_FILE
 from components.lm_data import read_labels
 from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.decoders import check_decoders
-from components.minigpt.decoding import make_sampler
+from components.minigpt.decoding import bos_prompts, make_sampler, prompt_lengths
+from components.minigpt.leaderboard import MEASURES, eval_prompts, score
 from components.minigpt.perplexity import token_weighted_perplexity
 from components.minigpt.sequences import batches, features_from_labels
 from components.minigpt.tokenizer import TextCodec
@@ -88,11 +90,12 @@ class Executor(base_executor.BaseExecutor):
             logger.info("Eval perplexity %.3f over %d tokens.", perplexity, num_tokens)
             run.log_metrics({"eval_perplexity": perplexity, "eval_tokens": num_tokens}, step=0)
 
-            samples = _sample_every_decoder(model, codec, eval_cfg, run)
+            samples, board = _decoder_leaderboard(model, codec, eval_cfg, labels, run)
             result = {
                 "perplexity": perplexity,
                 "num_tokens": num_tokens,
                 "samples": samples,
+                "leaderboard": board,
                 "mlflow_run_id": run.run_id,
                 "trained_in_mlflow_run": manifest.mlflow_run_id,
             }
@@ -103,20 +106,46 @@ class Executor(base_executor.BaseExecutor):
         run.finish()
 
 
-def _sample_every_decoder(model, codec: TextCodec, eval_cfg: Dict[str, Any], run: PipelineRun) -> Dict[str, str]:
-    num_tokens = eval_cfg["num_tokens_to_generate"]
+def _decoder_leaderboard(
+    model, codec: TextCodec, eval_cfg: Dict[str, Any], labels: np.ndarray, run: PipelineRun
+) -> Tuple[Dict[str, str], List[Dict[str, Any]]]:
+    """Samples every decoder from [BOS] and from eval-split prompts, scores the samples
+    (`components.minigpt.leaderboard`) and logs them; returns the first [BOS] sample of
+    each decoder (for the summary) and the leaderboard rows."""
+    num_tokens, count = eval_cfg["num_tokens_to_generate"], eval_cfg["samples_per_decoder"]
     generator = CachedGenerator(model, codec.bos_id, num_tokens)
-    samples = {}
+    prompts = np.concatenate(
+        [
+            bos_prompts(codec.bos_id, count, num_tokens + 1),
+            eval_prompts(labels, codec.bos_id, count, eval_cfg["prompt_tokens"], num_tokens + 1),
+        ]
+    )
+    lengths = prompt_lengths(prompts)
+    prompt_texts = codec.detokenize(prompts)
+    first_samples, board, sample_rows = {}, [], []
     for name, params in eval_cfg["decoders"].items():
         sampler = make_sampler(name, params, eval_cfg["seed"])
         start = time.time()
-        ids = generator.generate(sampler)  # compiles, then decodes: the logged sample
-        first_call = time.time() - start
+        ids = generator.generate_from(sampler, prompts)  # compiles, then decodes: the logged samples
+        compile_seconds = time.time() - start
         start = time.time()
-        generator.generate(sampler)  # compiled: the steady-state speed
-        seconds = time.time() - start
-        samples[name] = codec.detokenize(ids)[0]
-        logger.info("%s (%.0f tokens/s, compiled in %.1fs): %s", name, num_tokens / seconds, first_call, samples[name])
-        run.log_text(samples[name] + "\n", f"samples/{name}.txt")
-        run.log_metrics({f"decode_tokens_per_second.{name}": num_tokens / seconds}, step=0)
-    return samples
+        generator.generate_from(sampler, prompts)  # compiled: the steady-state speed
+        measures = score(model, ids, lengths, time.time() - start)
+        texts = codec.detokenize(ids)
+        first_samples[name] = texts[0]
+        board.append({"decoder": name, **{m: round(measures[m], 4) for m in MEASURES}})
+        logger.info("%s (compiled in %.1fs): %s", name, compile_seconds, board[-1])
+        run.log_metrics({f"decoder/{name}/{m}": value for m, value in measures.items()}, step=0)
+        run.log_text("\n\n".join(texts) + "\n", f"samples/{name}.txt")
+        sample_rows += [
+            {"decoder": name, "prompt": prompt, "text": text, "tokens_per_s": round(measures["tokens_per_s"], 1)}
+            for prompt, text in zip(prompt_texts, texts)
+        ]
+    run.log_table(_columns(board), "decoder_leaderboard.json")
+    run.log_table(_columns(sample_rows), "decoder_samples.json")
+    return first_samples, board
+
+
+def _columns(rows: List[Dict[str, Any]]) -> Dict[str, List[Any]]:
+    """Rows of one shape -> {column: values}, the form MLflow's tables take."""
+    return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
