@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
@@ -119,22 +119,31 @@ class PipelineRun:
         else:
             self.client.log_artifact(self.run_id, local_path, artifact_path)
 
+    @contextlib.contextmanager
+    def resumed(self) -> Iterator[None]:
+        """This run as MLflow's active (fluent) run, for APIs that only speak that
+        (`mlflow.<flavor>.log_model`); left RUNNING after: only the last component ends it."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        with mlflow.start_run(run_id=self.run_id):
+            yield
+            mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
+
     def log_keras_model(self, model: Any, name: str = "model") -> str:
         """Logs `model` with MLflow's Keras flavor (loadable by `mlflow.keras.load_model`).
-
-        The flavor only speaks MLflow's fluent API, so the run is resumed for this one
-        call and explicitly left RUNNING: only the last component ends it.
 
         Returns:
           The logged model's URI, `models:/<model id>`.
         """
-        import mlflow
         import mlflow.keras
 
-        mlflow.set_tracking_uri(self.client.tracking_uri)
-        with mlflow.start_run(run_id=self.run_id):
-            info = mlflow.keras.log_model(model, name=name, pip_requirements=_model_requirements())
-            mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
+        with self.resumed():
+            info = mlflow.keras.log_model(
+                model,
+                name=name,
+                pip_requirements=pinned_requirements(("keras", "keras-hub", "tensorflow", "tensorflow-text")),
+            )
         return info.model_uri
 
     def set_tag(self, key: str, value: str) -> None:
@@ -156,11 +165,11 @@ class PipelineRun:
             raise
 
 
-def _model_requirements() -> list:
-    """Exact pins of what loading the model needs (skips MLflow's slow inference)."""
+def pinned_requirements(names: Iterable[str]) -> List[str]:
+    """Exact pins of the installed `names`, for a logged model (skips MLflow's slow inference)."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("keras", "keras-hub", "tensorflow", "tensorflow-text")]
+    return [f"{name}=={version(name)}" for name in names]
 
 
 def find_run(client: MlflowClient, experiment_name: str, pipeline_run_id: str) -> Optional[str]:

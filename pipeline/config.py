@@ -109,6 +109,9 @@ class EvalConfig:
         }
     )
     seed: int = 42
+    # The decoder of the registered text model (`mlflow models serve`) when a request names
+    # none; one of `decoders`. null: top_p if listed, else the first one.
+    serving_decoder: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,6 +403,11 @@ def validate(cfg: PipelineConfig) -> None:
     ):
         if num_tokens + 1 > cfg.model.seq_len:
             raise ConfigError(key, f"[BOS] + {num_tokens} tokens exceed model.seq_len {cfg.model.seq_len}")
+    if cfg.eval.serving_decoder is not None and cfg.eval.serving_decoder not in cfg.eval.decoders:
+        raise ConfigError(
+            "eval.serving_decoder",
+            f"{cfg.eval.serving_decoder!r} is not in eval.decoders ({', '.join(cfg.eval.decoders)})",
+        )
     if cfg.eval.prompt_tokens >= cfg.eval.num_tokens_to_generate:
         raise ConfigError(
             "eval.prompt_tokens",

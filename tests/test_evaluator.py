@@ -3,6 +3,7 @@
 import json
 import os
 
+import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -26,6 +27,7 @@ EVAL_CONFIG = {
     "num_tokens_to_generate": 4,
     "samples_per_decoder": 2,
     "prompt_tokens": 2,
+    "serving_decoder": None,
     "batch_size": 4,
     "max_batches": None,
     "seed": 42,
@@ -113,6 +115,15 @@ def test_scores_samples_and_finishes_the_training_run(setup):
     assert samples["columns"] == ["decoder", "prompt", "text", "tokens_per_s"] and len(samples["data"]) == 8
     assert [row[1] for row in samples["data"][:2]] == ["[BOS]", "[BOS]"]
     assert all(row[2].startswith(row[1]) for row in samples["data"])
+    # The registered text model: prompts in, text out, through MLflow's own loader.
+    mlflow.set_tracking_uri(tracking_uri)
+    (version,) = client.search_model_versions("name = 'minigpt'")
+    assert result["registered_model"] == f"models:/minigpt/{version.version}" and version.run_id == run.info.run_id
+    text_model = mlflow.pyfunc.load_model("models:/minigpt/latest")
+    greedy, top_k = (text_model.predict(["the cat", "a dog ran"], params={"decoder": d}) for d in ("greedy", "top_k"))
+    # A prompt keeps its last num_tokens_to_generate // 2 tokens (2 here): room to generate.
+    assert [text.split()[:2] for text in greedy] == [["the", "cat"], ["dog", "ran"]]
+    assert top_k[1].startswith("dog ran")  # (this uniform model's greedy choice is [PAD]: the end)
 
 
 def test_a_rerun_on_a_cached_model_links_and_copies_only_training_params(setup):

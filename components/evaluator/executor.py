@@ -15,7 +15,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components import model_bundle
+from components import model_bundle, text_model
 from components.formats import EVALUATION_FILE
 from components.lm_data import read_labels
 from components.minigpt.cached_decoding import CachedGenerator
@@ -91,11 +91,22 @@ class Executor(base_executor.BaseExecutor):
             run.log_metrics({"eval_perplexity": perplexity, "eval_tokens": num_tokens}, step=0)
 
             samples, board = _decoder_leaderboard(model, codec, eval_cfg, labels, run)
+            # Prompts in, text out, for `mlflow models serve` and pyfunc users.
+            with run.resumed():
+                version = text_model.log_and_register(
+                    path_utils.serving_model_path(model_artifact.uri),
+                    eval_cfg["decoders"],
+                    eval_cfg["serving_decoder"] or _default_serving_decoder(eval_cfg["decoders"]),
+                    eval_cfg["num_tokens_to_generate"],
+                    eval_cfg["seed"],
+                )
+            logger.info("Registered as %s version %s (%s).", text_model.REGISTERED_MODEL, version, text_model.LATEST)
             result = {
                 "perplexity": perplexity,
                 "num_tokens": num_tokens,
                 "samples": samples,
                 "leaderboard": board,
+                "registered_model": f"models:/{text_model.REGISTERED_MODEL}/{version}",
                 "mlflow_run_id": run.run_id,
                 "trained_in_mlflow_run": manifest.mlflow_run_id,
             }
@@ -144,6 +155,11 @@ def _decoder_leaderboard(
     run.log_table(_columns(board), "decoder_leaderboard.json")
     run.log_table(_columns(sample_rows), "decoder_samples.json")
     return first_samples, board
+
+
+def _default_serving_decoder(decoders: Dict[str, Any]) -> str:
+    """top_p where it is configured (the reference's favourite), else the first decoder."""
+    return "top_p" if "top_p" in decoders else next(iter(decoders))
 
 
 def _columns(rows: List[Dict[str, Any]]) -> Dict[str, List[Any]]:

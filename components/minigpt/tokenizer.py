@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import List
 
 import keras_hub
+import numpy as np
 
 BOS = "[BOS]"
 
@@ -27,6 +28,16 @@ class TextCodec:
         """String tensor (B,) -> int tensors ((B, T), (B, T))."""
         labels = self.tokenizer(lines)
         return self.packer(labels), labels
+
+    def prompt_ids(self, texts: List[str], length: int, max_prompt_tokens: int) -> np.ndarray:
+        """(B, length) prompts: [BOS] + each text's last `max_prompt_tokens` tokens, then [PAD]."""
+        tokens = np.asarray(self.tokenizer(texts))
+        prompts = np.zeros((len(texts), length), dtype="int32")
+        prompts[:, 0] = self.bos_id
+        for row, ids in enumerate(tokens):
+            kept = ids[ids != 0][-max_prompt_tokens:] if max_prompt_tokens else ids[:0]
+            prompts[row, 1 : 1 + len(kept)] = kept
+        return prompts
 
     def detokenize(self, token_ids) -> List[str]:
         """Int ids (B, T) -> one string per row, without [PAD] tokens."""

@@ -1,0 +1,82 @@
+"""Generates text with a trained model: `python -m pipeline.generate --model M --prompt P`.
+
+M is a model bundle directory (the Trainer's `Format-Serving` output), a registered
+model (`models:/minigpt/latest`, `models:/minigpt@champion`, `models:/minigpt/3`) or a
+run's model (`runs:/<run id>/minigpt-text`). `--decoder all` runs every decoder the
+model knows and prints each one's tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import List, Optional
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path[0] = _REPO_ROOT
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MLFLOW_SCHEMES = ("models:/", "runs:/")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="bundle directory, models:/... or runs:/...")
+    parser.add_argument("--prompt", action="append", default=[], help="repeatable; default: the [BOS] prompt alone")
+    parser.add_argument("--decoder", default=None, help="a decoder name, or 'all'; default: the model's own")
+    parser.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + os.path.abspath("outputs/mlflow.db"),
+        help="MLflow store holding models:/ and runs:/ (default: $MLFLOW_TRACKING_URI, else make run's store)",
+    )
+    return parser.parse_args(argv)
+
+
+def load(model: str, tracking_uri: str):
+    """The MiniGPTText behind `model`, a bundle directory or an MLflow model URI."""
+    from components.text_model import MiniGPTText, decoding_settings
+    from pipeline.config import EvalConfig
+
+    if model.startswith(MLFLOW_SCHEMES):
+        import mlflow.pyfunc
+
+        mlflow.set_tracking_uri(tracking_uri)
+        return mlflow.pyfunc.load_model(model).unwrap_python_model()
+    if not os.path.isdir(model):
+        raise FileNotFoundError(f"--model: {model} is neither a directory nor a models:/ or runs:/ URI")
+    defaults = EvalConfig()  # a bare bundle carries no decoding settings: the config's defaults
+    decoders = {name: dict(params) for name, params in defaults.decoders.items()}
+    settings = decoding_settings(decoders, "top_p", defaults.num_tokens_to_generate, defaults.seed)
+    return MiniGPTText().load(model, settings)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        text_model = load(args.model, args.tracking_uri)
+    except Exception as e:  # pylint: disable=broad-except  (a path or URI the user typed)
+        reason = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: --model {args.model}: {type(e).__name__}: {reason}", file=sys.stderr)
+        return 1
+    decoders = text_model.decoders if args.decoder == "all" else [args.decoder]
+    unknown = [d for d in decoders if d is not None and d not in text_model.decoders]
+    if unknown:
+        print(f"error: --decoder {unknown[0]}: not one of {', '.join(text_model.decoders)} (or 'all')", file=sys.stderr)
+        return 2
+    prompts = args.prompt or [""]
+    for decoder in decoders:
+        text_model.generate(prompts, decoder)  # compiles this decoder once
+        start = time.perf_counter()
+        texts, generated = text_model.generate(prompts, decoder)
+        rate = generated / (time.perf_counter() - start)
+        name = decoder or text_model.default_decoder
+        for text in texts:
+            print(f"{name:>11} ({rate:,.0f} tokens/s): {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

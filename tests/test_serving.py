@@ -1,0 +1,110 @@
+"""Serving the trained model: `python -m pipeline.generate`, the registered pyfunc, and a
+real `mlflow models serve` answering on 127.0.0.1."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import keras
+import mlflow
+import pytest
+
+from components import model_bundle, text_model
+from components.minigpt.model import GPTConfig, build_model
+from pipeline import generate
+from pipeline.config import EvalConfig
+
+VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "."]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A small trained-model bundle as the Trainer writes it."""
+    root = tmp_path_factory.mktemp("bundle")
+    vocab_path = root / "vocab.txt"
+    vocab_path.write_text("\n".join(VOCAB) + "\n")
+    gpt = GPTConfig(vocabulary_size=len(VOCAB), seq_len=96, embed_dim=16, ff_dim=16, num_heads=2, num_layers=1)
+    keras.utils.set_random_seed(0)
+    model_bundle.export(
+        str(root / "serving"), build_model(gpt), model_bundle.Manifest(gpt, True, "run", "p", {}), str(vocab_path)
+    )
+    return str(root / "serving")
+
+
+def test_generate_prints_every_decoder_with_its_speed(bundle, capsys):
+    assert generate.main(["--model", bundle, "--prompt", "the cat", "--decoder", "all"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(EvalConfig().decoders)
+    assert all("tokens/s): the cat" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "/nowhere"], "--model /nowhere: FileNotFoundError"),
+        (["--decoder", "nucleus"], "--decoder nucleus: not one of greedy, beam"),
+    ],
+)
+def test_generate_errors_are_one_line(bundle, argv, message, capsys):
+    argv = argv if argv[0] == "--model" else ["--model", bundle, *argv]
+    assert generate.main(argv) in (1, 2)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_registered_model_answers_through_mlflow_models_serve(bundle, tmp_path, capsys):
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(tracking_uri)
+    decoders = {"greedy": {}, "top_k": {"k": 3}}
+    with mlflow.start_run():
+        version = text_model.log_and_register(bundle, decoders, "top_k", num_tokens=12, seed=1)
+    assert version == "1"
+    # The generate command reads it from the registry too.
+    argv = ["--model", "models:/minigpt/latest", "--tracking-uri", tracking_uri, "--prompt", "a dog"]
+    assert generate.main(argv) == 0
+    assert "top_k" in capsys.readouterr().out
+
+    port = _free_port()
+    # As a user runs it from the activated venv: `mlflow` starts `uvicorn` from PATH.
+    venv_bin = os.path.dirname(sys.executable)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
+    mlflow_cli = os.path.join(venv_bin, "mlflow")
+    server = subprocess.Popen(
+        [mlflow_cli, "models", "serve", "-m", "models:/minigpt/latest", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"),
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(url + "/ping", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError((tmp_path / "serve.log").read_text()[-3000:])
+                time.sleep(1)
+        request = {"inputs": ["the cat sat", "a dog"], "params": {"decoder": "greedy"}}
+        answer = urllib.request.urlopen(
+            urllib.request.Request(
+                url + "/invocations", json.dumps(request).encode(), {"Content-Type": "application/json"}
+            ),
+            timeout=120,
+        )
+        predictions = json.loads(answer.read())["predictions"]
+        assert [p.split()[:2] for p in predictions] == [["the", "cat"], ["a", "dog"]]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
