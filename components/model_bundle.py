@@ -35,9 +35,24 @@ class Manifest:
     params: Dict[str, Any]
 
 
-def export(serving_model_dir: str, model: keras.Model, manifest: Manifest, vocab_path: str) -> None:
-    """Writes the SavedModel for serving, then the files the Evaluator loads."""
-    model.export(serving_model_dir, format="tf_saved_model", verbose=False)
+def export(
+    serving_model_dir: str, model: keras.Model, manifest: Manifest, vocab_path: str, generate_tokens: int = 80
+) -> None:
+    """Writes the SavedModel for serving, then the files the Evaluator loads.
+
+    The SavedModel has two endpoints: `serve` (token ids -> logits, what `model.export`
+    writes) and `generate` (prompts -> text, greedy, up to `generate_tokens` tokens).
+    """
+    from keras.src.export.saved_model import get_input_signature  # pylint: disable=import-outside-toplevel
+
+    from components.minigpt.tokenizer import TextCodec  # pylint: disable=import-outside-toplevel
+    from components.serving_signature import add_generate_endpoint  # pylint: disable=import-outside-toplevel
+
+    archive = keras.export.ExportArchive()
+    archive.track_and_add_endpoint("serve", model, get_input_signature(model))
+    codec = TextCodec(read_vocabulary(vocab_path), manifest.model.seq_len, manifest.lowercase)
+    add_generate_endpoint(archive, model, codec, generate_tokens)
+    archive.write_out(serving_model_dir, verbose=False)
     model.save(os.path.join(serving_model_dir, KERAS_MODEL_FILE))
     fileio.copy(vocab_path, os.path.join(serving_model_dir, VOCAB_FILE), overwrite=True)
     with fileio.open(os.path.join(serving_model_dir, MANIFEST_FILE), "w") as f:

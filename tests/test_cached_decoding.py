@@ -101,3 +101,12 @@ def test_a_generated_pad_ends_the_row_and_the_rest_is_padding():
 def test_prompts_that_leave_nothing_to_generate_or_do_not_fit_are_refused(bad):
     with pytest.raises(ValueError, match="prompts must be|every prompt must hold"):
         CachedGenerator(_random_model(), BOS, 10).generate_from(make_sampler("greedy", {}, 0), bad)
+
+
+def test_a_bf16_model_decodes_contrastive_search_at_batch_16():
+    """XLA on CPU cannot compile some bf16 dots (contrastive search's similarities failed at
+    batch 16 with 80 tokens, the Evaluator's leaderboard): the samplers get float32
+    logits and states (without that cast this test fails with that XLA error)."""
+    model = build_model(GPTConfig(vocabulary_size=4558), dtype="mixed_bfloat16")
+    ids = CachedGenerator(model, BOS, 80).generate(make_sampler("contrastive", {"k": 5, "alpha": 0.6}, 0), 16)
+    assert ids.shape == (16, 81)

@@ -56,6 +56,32 @@ def test_generate_errors_are_one_line(bundle, argv, message, capsys):
     assert len(err.splitlines()) == 1 and message in err
 
 
+SAVED_MODEL_SIDE = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the WordPiece ops the graph uses)
+served = tf.saved_model.load(sys.argv[1])
+texts = served.generate(tf.constant(json.loads(sys.argv[2]))).numpy()
+ours = [name for name in sys.modules if name.split(".")[0] in ("keras_hub", "components", "mlflow")]
+print(json.dumps({"texts": [t.decode() for t in texts], "imported": ours}))
+"""
+
+
+def test_the_saved_model_generates_text_in_plain_tensorflow(bundle, tmp_path):
+    prompts = ["the cat sat", "a dog ran on the mat . the cat sat on the mat and ran"]
+    out = subprocess.run(
+        [sys.executable, "-c", SAVED_MODEL_SIDE, bundle, json.dumps(prompts)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    served = json.loads(out.stdout.strip().splitlines()[-1])
+    assert served["imported"] == []  # neither Keras Hub nor this project's code
+    # The same text as the Python path with the same rules and decoder (greedy).
+    settings = text_model.decoding_settings({"greedy": {}}, "greedy", 80, seed=0)
+    expected, _ = text_model.MiniGPTText().load(bundle, settings).generate(prompts)
+    assert served["texts"] == expected and served["texts"][0].startswith("the cat sat")
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -62,7 +62,9 @@ class CachedGenerator:
                 x, self_attention_cache=cache[:, i], self_attention_cache_update_index=cache_update_index
             )
             caches.append(layer_cache)
-        return self._logits(x), x, ops.stack(caches, axis=1)
+        # The samplers get float32: a bf16 model's logits and hidden states would reach
+        # XLA CPU dots it cannot compile in bf16 (contrastive search at batch 16 did).
+        return ops.cast(self._logits(x), "float32"), ops.cast(x, "float32"), ops.stack(caches, axis=1)
 
     def _build_cache(self, token_ids):
         """An empty cache seeded with one forward pass over the whole prompt."""

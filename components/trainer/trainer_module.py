@@ -91,6 +91,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             model,
             model_bundle.Manifest(gpt, cfg[keys.LOWERCASE], run.run_id, cfg[keys.PIPELINE_RUN_ID], params),
             cfg[keys.VOCABULARY_PATH],
+            generate_tokens=train_cfg["epoch_sample_tokens"],
         )
         run.log_artifact(cfg[keys.VOCABULARY_PATH], "vocabulary")
         # The whole bundle (SavedModel, .keras, vocab, manifest) as files, and the Keras
