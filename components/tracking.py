@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
@@ -28,11 +28,27 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
 
 
+# MLflow's HTTP retries for a remote tracking server, bounded: its defaults (7 retries,
+# backoff factor 2, a 120 s timeout) stall a run for minutes when the server is down.
+# A variable the user already set wins.
+HTTP_RETRY_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def tracking_variables(tracking_uri: str, experiment_name: str) -> Dict[str, str]:
+    """Every variable a component's process needs to report to MLflow (for containers too)."""
+    retries = {name: os.environ.get(name, value) for name, value in HTTP_RETRY_ENV.items()}
+    return {TRACKING_URI_ENV: tracking_uri, EXPERIMENT_NAME_ENV: experiment_name, **retries}
+
+
 @contextlib.contextmanager
-def tracking_environment(tracking_uri: str, experiment_name: str) -> Iterator[None]:
-    """Sets MLflow's variables for the executors run inside the block, then restores them."""
-    saved = {name: os.environ.get(name) for name in (TRACKING_URI_ENV, EXPERIMENT_NAME_ENV)}
-    os.environ[TRACKING_URI_ENV], os.environ[EXPERIMENT_NAME_ENV] = tracking_uri, experiment_name
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Sets environment variables inside the block, then restores what was there."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
     try:
         yield
     finally:
@@ -41,6 +57,24 @@ def tracking_environment(tracking_uri: str, experiment_name: str) -> Iterator[No
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def tracking_environment(tracking_uri: str, experiment_name: str) -> ContextManager[None]:
+    """Sets MLflow's variables for the executors run inside the block, then restores them."""
+    return _environment(tracking_variables(tracking_uri, experiment_name))
+
+
+def check_reachable(tracking_uri: str, timeout_s: int = 5) -> Optional[str]:
+    """None if an http(s) tracking server answers within `timeout_s` (one try, no retries);
+    else why not. Other stores (sqlite, file) are not probed."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    with _environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}):
+        try:
+            MlflowClient(tracking_uri).search_experiments(max_results=1)
+            return None
+        except Exception as e:  # pylint: disable=broad-except  (connection refused, DNS, HTTP 5xx, auth)
+            return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def tracking_from_environment() -> Dict[str, str]:
@@ -157,9 +191,12 @@ class PipelineRun:
 
     @contextlib.contextmanager
     def failed_on_error(self) -> Iterator["PipelineRun"]:
-        """Ends the run FAILED if the body raises (interrupts included), then re-raises."""
+        """Ends the run KILLED on an interrupt (Ctrl-C), FAILED on any other error, then re-raises."""
         try:
             yield self
+        except KeyboardInterrupt:
+            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
+            raise
         except BaseException:
             self.fail()
             raise

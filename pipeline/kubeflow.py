@@ -83,7 +83,7 @@ def compile_pipeline_job(cfg: PipelineConfig, beam_pipeline_args: Sequence[str])
     from kfp.pipeline_spec import pipeline_spec_pb2
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-    from components.tracking import EXPERIMENT_NAME_ENV, TRACKING_URI_ENV
+    from components.tracking import tracking_variables
     from pipeline.pipeline import create_pipeline
 
     corpus_dir = image.EMBEDDED_CORPUS_DIR if cfg.data.corpus == "embedded" else cfg.data.corpus
@@ -101,11 +101,9 @@ def compile_pipeline_job(cfg: PipelineConfig, beam_pipeline_args: Sequence[str])
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=cfg.cloud.image)
     )
     job = runner.run(pipeline, write_out=False)
-    # Where the executors report to MLflow (components/tracking.py reads these variables).
-    environment = [
-        {"name": TRACKING_URI_ENV, "value": cfg.resolved_tracking_uri()},
-        {"name": EXPERIMENT_NAME_ENV, "value": cfg.mlflow.experiment_name},
-    ]
+    # Where and how the executors report to MLflow (components/tracking.py).
+    variables = tracking_variables(cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name)
+    environment = [{"name": name, "value": value} for name, value in variables.items()]
     for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
         if "container" in executor:
             executor["container"]["env"] = environment

@@ -134,8 +134,18 @@ def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
 
 def run(cfg: PipelineConfig, beam_pipeline_args: List[str]) -> None:
     """Validates the inputs, runs the pipeline locally and prints a summary."""
+    from components.tracking import check_reachable
     from pipeline.corpus import check_split_file, resolve_corpus_dir
 
+    # A tracking server that is down would otherwise surface after the Beam steps, in the
+    # Trainer, after MLflow's retries: check it first, once, in seconds.
+    unreachable = check_reachable(cfg.resolved_tracking_uri())
+    if unreachable:
+        raise ConfigError(
+            "mlflow.tracking_uri",
+            f"no MLflow tracking server answers at {cfg.resolved_tracking_uri()} ({unreachable}); "
+            "start it, or fix the URI or MLFLOW_TRACKING_URI",
+        )
     corpus_dir = resolve_corpus_dir(cfg.data.corpus, cfg.data.zip_subdir, cfg.data.cache_dir)
     check_split_file(corpus_dir, cfg.data.train_file, "data.train_file")
     check_split_file(corpus_dir, cfg.data.eval_file, "data.eval_file")
@@ -155,14 +165,15 @@ def run(cfg: PipelineConfig, beam_pipeline_args: List[str]) -> None:
     try:
         with tracking_environment(cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name):
             tfx.orchestration.LocalDagRunner().run(pipeline)
-    except BaseException:
-        _fail_open_mlflow_run(cfg)
+    except BaseException as e:
+        _end_open_mlflow_run(cfg, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
     print_summary(cfg)
 
 
-def _fail_open_mlflow_run(cfg: PipelineConfig) -> None:
-    """Safety net: a run still RUNNING after a failure ends FAILED, not RUNNING forever."""
+def _end_open_mlflow_run(cfg: PipelineConfig, status: str) -> None:
+    """Safety net: a run still RUNNING after a failure (FAILED) or an interrupt (KILLED)
+    ends with that status, not RUNNING forever."""
     from mlflow.tracking import MlflowClient
 
     from components.tracking import find_run
@@ -174,7 +185,7 @@ def _fail_open_mlflow_run(cfg: PipelineConfig) -> None:
     client = MlflowClient(cfg.resolved_tracking_uri())
     run_id = find_run(client, cfg.mlflow.experiment_name, summary.pipeline_run_id)
     if run_id and client.get_run(run_id).info.status == "RUNNING":
-        client.set_terminated(run_id, "FAILED")
+        client.set_terminated(run_id, status)
 
 
 def print_summary(cfg: PipelineConfig) -> None:
@@ -259,6 +270,13 @@ def main(argv=None) -> int:
             run(cfg, beam_args(cfg, args))
         else:
             submit(cfg, args)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the pipeline's MLflow run ended KILLED; the same command resumes "
+            "(finished components are cached, training restarts from its last epoch)",
+            file=sys.stderr,
+        )
+        return 130
     except Exception as e:  # pylint: disable=broad-except
         user_error = _root_user_error(e)
         if user_error is None:

@@ -1,11 +1,17 @@
 """The whole TFX pipeline on the tiny config, run as a user runs it, then read back."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG
 from pipeline.config import flatten, load_config
 from pipeline.run_summary import latest_run
-from tests.conftest import TINY_CONFIG, artifact_paths, mlflow_runs, run_pipeline
+from tests.conftest import REPO_ROOT, TINY_CONFIG, artifact_paths, mlflow_runs, run_pipeline
 
 pytestmark = pytest.mark.slow
 DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
@@ -62,8 +68,12 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert {"decoder_leaderboard.json", "decoder_samples.json"} <= set(paths)
     assert {"samples/epoch_001.txt", "samples/epoch_002.txt", "vocabulary/vocab.txt"} <= set(paths)
     assert {"model/minigpt.keras", "model/saved_model.pb", "model/vocab.txt"} <= set(paths)
-    (logged,) = client.search_logged_models([run.info.experiment_id])
-    assert (logged.name, logged.source_run_id) == ("minigpt", run.info.run_id)
+    # The Keras model, and the text model registered as version 1 of `minigpt`.
+    logged = {m.name: m.source_run_id for m in client.search_logged_models([run.info.experiment_id])}
+    assert logged == {"minigpt": run.info.run_id, "minigpt-text": run.info.run_id}
+    (version,) = client.search_model_versions("name = 'minigpt'")
+    assert (str(version.version), version.run_id) == ("1", run.info.run_id)
+    assert evaluation["registered_model"] == "models:/minigpt/1"
     assert f"MLflow run:       {run.info.run_id}" in first.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db" in first.stdout
     assert f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in first.stdout
@@ -141,3 +151,27 @@ def test_a_decoder_the_learned_vocabulary_cannot_hold_stops_the_run_before_train
     states = latest_run(str(out / "metadata.sqlite")).states
     assert states == {"TextExampleGen": "COMPLETE", "VocabGen": "COMPLETE", "DecoderCheck": "FAILED"}
     assert mlflow_runs(out)[1] == []
+
+
+def test_ctrl_c_exits_in_seconds_ends_the_run_killed_and_the_next_run_resumes(tmp_path):
+    """A real SIGINT to `pipeline/run.py` while the Trainer trains, as Ctrl-C sends."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, f"{REPO_ROOT}/pipeline/run.py", "--config", TINY_CONFIG, "--set", f"output_dir={out}",
+           "--set", "train.epochs=30"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:  # wait until an epoch has been logged
+        if "Epoch 2" in line:
+            break
+    sent = time.time()
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130 and time.time() - sent < 30, output[-2000:]
+    assert "interrupted: the pipeline's MLflow run ended KILLED" in output
+    client, runs = mlflow_runs(out)
+    assert [r.info.status for r in runs] == ["KILLED"]
+    # The next run works, upstream components cached.
+    again = run_pipeline(out, "train.epochs=3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = latest_run(str(out / "metadata.sqlite"))
+    assert summary.states["Tokenize"] == "CACHED" and summary.states["Evaluator"] == "COMPLETE"

@@ -72,6 +72,10 @@ def test_the_platform_protos_accept_the_spec_and_it_runs_six_cached_tasks_in_ord
         assert {env.name: env.value for env in container.env} == {
             "MLFLOW_TRACKING_URI": "https://mlflow.my-company.example",
             "MLFLOW_EXPERIMENT_NAME": "minigpt-simplebooks92",
+            # bounded retries: a server that is down fails a task in about a minute, not many
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
         }
         if name in BEAM_STEPS:
             assert "--runner=DataflowRunner" in args and "--setup_file=/pipeline/setup.py" in args

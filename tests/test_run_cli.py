@@ -49,3 +49,20 @@ def test_missing_or_empty_split_file_is_one_line(capsys, tmp_path, tiny_corpus, 
     assert err.startswith(f"error: data.eval_file: split file {tiny_corpus}/valid.txt ")
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tracking_server_that_is_down_is_one_line_in_seconds_before_any_work(capsys, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.time()
+    code, err = _main(capsys, f"output_dir={tmp_path}", f"mlflow.tracking_uri=http://127.0.0.1:{port}")
+    assert code == 1 and time.time() - start < 15
+    assert err.startswith(
+        f"error: config error: mlflow.tracking_uri: no MLflow tracking server answers at http://127.0.0.1:{port}"
+    )
+    assert len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing started: no MLMD store, no artifacts

@@ -96,11 +96,11 @@ def test_a_crash_outside_the_executors_ends_the_open_mlflow_run_failed(tmp_path,
     finished = PipelineRun.for_pipeline_run(cfg.resolved_tracking_uri(), "minigpt", "p", "run-1")
     finished.finish()
     record_pipeline_run(cfg.metadata_path, "run-1", {"Evaluator": COMPLETE})
-    run._fail_open_mlflow_run(cfg)
+    run._end_open_mlflow_run(cfg, "FAILED")
     client = MlflowClient(cfg.resolved_tracking_uri())
     assert client.get_run(finished.run_id).info.status == "FINISHED"
 
     crashed = PipelineRun.for_pipeline_run(cfg.resolved_tracking_uri(), "minigpt", "p", "run-2")
     record_pipeline_run(cfg.metadata_path, "run-2", {"Trainer": COMPLETE})
-    run._fail_open_mlflow_run(cfg)
+    run._end_open_mlflow_run(cfg, "FAILED")
     assert client.get_run(crashed.run_id).info.status == "FAILED"

@@ -38,9 +38,10 @@ def test_logging_and_finishing(tracking_uri):
     assert [f.path for f in client.list_artifacts(run.run_id, "samples")] == ["samples/greedy.txt"]
 
 
-def test_an_error_ends_the_run_failed(tracking_uri):
-    run = PipelineRun.for_pipeline_run(tracking_uri, "exp", "minigpt", "r2")
-    with pytest.raises(KeyboardInterrupt):
+@pytest.mark.parametrize("error, status", [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])
+def test_an_error_ends_the_run_failed_and_an_interrupt_killed(tracking_uri, error, status):
+    run = PipelineRun.for_pipeline_run(tracking_uri, "exp", "minigpt", f"r-{status}")
+    with pytest.raises(error):
         with run.failed_on_error():
-            raise KeyboardInterrupt
-    assert MlflowClient(tracking_uri).get_run(run.run_id).info.status == "FAILED"
+            raise error
+    assert MlflowClient(tracking_uri).get_run(run.run_id).info.status == status
