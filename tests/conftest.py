@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -91,3 +94,24 @@ def artifact_paths(client, run_id, path=""):
     for info in client.list_artifacts(run_id, path):
         paths += artifact_paths(client, run_id, info.path) if info.is_dir else [info.path]
     return paths
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, log_path, timeout_s: float = 180) -> None:
+    """Returns once `url` answers; raises with the end of the server's log if `process`
+    exits first or `timeout_s` passes."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if process.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"{url} did not come up:\n" + open(log_path).read()[-3000:])
+            time.sleep(0.5)

@@ -8,13 +8,12 @@ same global batches, and that process's weights must match Keras' own `train_on_
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port
 
 STEPS, BATCH = 4, 16
 SIDE = f"""
@@ -53,12 +52,6 @@ print(json.dumps(out))
 """
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(num, pid, port):
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
@@ -75,7 +68,7 @@ def _result(process):
 
 
 def test_two_processes_learn_what_one_process_learns_on_the_same_global_batches():
-    port = _free_port()
+    port = free_port()
     pair = [_launch(2, pid, port) for pid in (0, 1)]
     first, second = (_result(p) for p in pair)
     alone = _result(_launch(1, 0, 0))

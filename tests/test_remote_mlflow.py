@@ -6,29 +6,20 @@ its own artifact root rather than to a folder of the client.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from tests.conftest import artifact_paths, mlflow_runs, run_pipeline
+from tests.conftest import artifact_paths, free_port, mlflow_runs, run_pipeline, wait_for_http
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
     """`mlflow server` on 127.0.0.1 with its own SQLite backend and artifact root."""
-    port, root = _free_port(), tmp_path / "server"
+    port, root = free_port(), tmp_path / "server"
     root.mkdir()
     mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
     server = subprocess.Popen(
@@ -37,15 +28,7 @@ def mlflow_server(tmp_path):
         stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > deadline:
-                raise RuntimeError("mlflow server did not start:\n" + (root / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
+    wait_for_http(url + "/health", server, root / "server.log")
     yield url, root
     server.terminate()
     server.wait(timeout=30)

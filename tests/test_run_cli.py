@@ -1,9 +1,11 @@
 """`pipeline/run.py` refuses bad configs and bad inputs before any work, in one line."""
 
+import time
+
 import pytest
 
 from pipeline import run
-from tests.conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG, free_port
 
 
 def _main(capsys, *overrides):
@@ -52,12 +54,7 @@ def test_missing_or_empty_split_file_is_one_line(capsys, tmp_path, tiny_corpus, 
 
 
 def test_a_tracking_server_that_is_down_is_one_line_in_seconds_before_any_work(capsys, tmp_path):
-    import socket
-    import time
-
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     start = time.time()
     code, err = _main(capsys, f"output_dir={tmp_path}", f"mlflow.tracking_uri=http://127.0.0.1:{port}")
     assert code == 1 and time.time() - start < 15

@@ -3,10 +3,8 @@ real `mlflow models serve` answering on 127.0.0.1."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import keras
@@ -17,6 +15,7 @@ from components import model_bundle, text_model
 from components.minigpt.model import GPTConfig, build_model
 from pipeline import generate
 from pipeline.config import EvalConfig
+from tests.conftest import free_port, wait_for_http
 
 VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "."]
 
@@ -82,12 +81,6 @@ def test_the_saved_model_generates_text_in_plain_tensorflow(bundle, tmp_path):
     assert served["texts"] == expected and served["texts"][0].startswith("the cat sat")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_the_registered_model_answers_through_mlflow_models_serve(bundle, tmp_path, capsys):
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -101,7 +94,7 @@ def test_the_registered_model_answers_through_mlflow_models_serve(bundle, tmp_pa
     assert generate.main(argv) == 0
     assert "top_k" in capsys.readouterr().out
 
-    port = _free_port()
+    port = free_port()
     # As a user runs it from the activated venv: `mlflow` starts `uvicorn` from PATH.
     venv_bin = os.path.dirname(sys.executable)
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
@@ -113,15 +106,7 @@ def test_the_registered_model_answers_through_mlflow_models_serve(bundle, tmp_pa
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(url + "/ping", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError((tmp_path / "serve.log").read_text()[-3000:])
-                time.sleep(1)
+        wait_for_http(url + "/ping", server, tmp_path / "serve.log")
         request = {"inputs": ["the cat sat", "a dog"], "params": {"decoder": "greedy"}}
         answer = urllib.request.urlopen(
             urllib.request.Request(
