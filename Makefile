@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test venv lock golden clean
+.PHONY: run test ui venv lock golden clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,12 @@ $(STAMP): requirements/base.in requirements/cloud.in requirements/constraints.tx
 
 run: $(STAMP)
 	$(PY) pipeline/run.py --runner=DirectRunner --config $(CONFIG)
+
+# The MLflow UI on this machine only (127.0.0.1), on the store `make run` writes.
+UI_PORT ?= 5000
+ui: $(STAMP)
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (Ctrl-C stops it)"
+	$(VENV)/bin/mlflow server --host 127.0.0.1 --port $(UI_PORT) --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db
 
 # Lint and format checks first (seconds), then the tests.
 test: $(STAMP)

@@ -21,6 +21,8 @@ PIPELINE_NAME_TAG = "tfx.pipeline_name"
 # Where the MLflow run whose outputs a cached component reused was logged.
 TRAINED_IN_RUN_TAG = "minigpt.trained_in_run"
 ARTIFACT_DIR = "mlartifacts"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
 # MLflow's own variables. Where to report is not what to compute, so the Trainer reads
 # them from its environment rather than from a parameter, which would be part of TFX's
 # cache key and retrain the model when only the tracking server changed.
@@ -124,7 +126,13 @@ class PipelineRun:
         experiment_id = (
             experiment.experiment_id
             if experiment
-            else client.create_experiment(experiment_name, default_artifact_location(tracking_uri))
+            else client.create_experiment(
+                experiment_name,
+                default_artifact_location(tracking_uri),
+                # MLflow 3's UI opens a model-training experiment on runs and charts, not
+                # on its GenAI overview (traces, token usage).
+                tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND},
+            )
         )
         run = client.create_run(
             experiment_id,

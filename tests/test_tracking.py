@@ -45,3 +45,9 @@ def test_an_error_ends_the_run_failed_and_an_interrupt_killed(tracking_uri, erro
         with run.failed_on_error():
             raise error
     assert MlflowClient(tracking_uri).get_run(run.run_id).info.status == status
+
+
+def test_the_experiment_is_a_model_training_experiment_for_the_ui(tracking_uri):
+    run = PipelineRun.for_pipeline_run(tracking_uri, "kind", "minigpt", "r-kind")
+    experiment = MlflowClient(tracking_uri).get_experiment(run.client.get_run(run.run_id).info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
