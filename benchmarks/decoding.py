@@ -33,14 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-DECODERS = {  # configs/default.yaml's eval.decoders
-    "greedy": {},
-    "beam": {"num_beams": 10},
-    "random": {},
-    "top_k": {"k": 10},
-    "top_p": {"p": 0.5},
-    "contrastive": {"k": 5, "alpha": 0.6},
-}
+from components.minigpt.decoders import DEFAULT_SETTINGS as DECODERS  # noqa: E402  (eval.decoders' default)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

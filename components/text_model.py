@@ -95,6 +95,11 @@ def _prompts(model_input: Any) -> List[str]:
     return [str(v) for v in model_input]
 
 
+def default_decoder(decoders: Dict[str, Any]) -> str:
+    """top_p where it is configured (the reference's favourite), else the first decoder."""
+    return "top_p" if "top_p" in decoders else next(iter(decoders))
+
+
 def decoding_settings(
     decoders: Dict[str, Dict[str, Any]], default_decoder: str, num_tokens: int, seed: int
 ) -> Dict[str, Any]:

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import yaml
 
 from components.errors import ConfigError
+from components.minigpt.decoders import DEFAULT_SETTINGS as DEFAULT_DECODER_SETTINGS
 from components.minigpt.decoders import check_decoders, check_fits_vocabulary
 from components.minigpt.training import BACKENDS, PRECISIONS
 
@@ -99,14 +100,7 @@ class EvalConfig:
     batch_size: int = 64
     # Decoder name -> its keras_hub sampler parameters; every one is run and logged.
     decoders: Mapping[str, Mapping[str, Any]] = dataclasses.field(
-        default_factory=lambda: {
-            "greedy": {},
-            "beam": {"num_beams": 10},
-            "random": {},
-            "top_k": {"k": 10},
-            "top_p": {"p": 0.5},
-            "contrastive": {"k": 5, "alpha": 0.6},
-        }
+        default_factory=lambda: {name: dict(params) for name, params in DEFAULT_DECODER_SETTINGS.items()}
     )
     seed: int = 42
     # The decoder of the registered text model (`mlflow models serve`) when a request names

@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load(model: str, tracking_uri: str):
     """The MiniGPTText behind `model`, a bundle directory or an MLflow model URI."""
-    from components.text_model import MiniGPTText, decoding_settings
+    from components.text_model import MiniGPTText, decoding_settings, default_decoder
     from pipeline.config import EvalConfig
 
     if model.startswith(MLFLOW_SCHEMES):
@@ -49,7 +49,7 @@ def load(model: str, tracking_uri: str):
         raise FileNotFoundError(f"--model: {model} is neither a directory nor a models:/ or runs:/ URI")
     defaults = EvalConfig()  # a bare bundle carries no decoding settings: the config's defaults
     decoders = {name: dict(params) for name, params in defaults.decoders.items()}
-    settings = decoding_settings(decoders, "top_p", defaults.num_tokens_to_generate, defaults.seed)
+    settings = decoding_settings(decoders, default_decoder(decoders), defaults.num_tokens_to_generate, defaults.seed)
     return MiniGPTText().load(model, settings)
 
 

@@ -96,7 +96,7 @@ class Executor(base_executor.BaseExecutor):
                 version = text_model.log_and_register(
                     path_utils.serving_model_path(model_artifact.uri),
                     eval_cfg["decoders"],
-                    eval_cfg["serving_decoder"] or _default_serving_decoder(eval_cfg["decoders"]),
+                    eval_cfg["serving_decoder"] or text_model.default_decoder(eval_cfg["decoders"]),
                     eval_cfg["num_tokens_to_generate"],
                     eval_cfg["seed"],
                 )
@@ -155,11 +155,6 @@ def _decoder_leaderboard(
     run.log_table(_columns(board), "decoder_leaderboard.json")
     run.log_table(_columns(sample_rows), "decoder_samples.json")
     return first_samples, board
-
-
-def _default_serving_decoder(decoders: Dict[str, Any]) -> str:
-    """top_p where it is configured (the reference's favourite), else the first decoder."""
-    return "top_p" if "top_p" in decoders else next(iter(decoders))
 
 
 def _columns(rows: List[Dict[str, Any]]) -> Dict[str, List[Any]]:

@@ -37,6 +37,18 @@ DECODERS = {
 }
 
 
+# The reference's decoders with its settings: `eval.decoders`' default, and what the
+# decoding benchmark measures.
+DEFAULT_SETTINGS = {
+    "greedy": {},
+    "beam": {"num_beams": 10},
+    "random": {},
+    "top_k": {"k": 10},
+    "top_p": {"p": 0.5},
+    "contrastive": {"k": 5, "alpha": 0.6},
+}
+
+
 def check_decoders(decoders: Mapping[str, Mapping[str, Any]], vocabulary_size: int, vocabulary: str) -> None:
     """Raises ConfigError, naming the `eval.decoders.*` key, for the first bad setting.
 
