@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test ui venv lock golden clean
+.PHONY: run test ui venv lock golden bench-deps clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,11 @@ test: $(STAMP)
 # Kubeflow/Vertex spec; review the diff, it is what the platforms will be given.
 golden: $(STAMP)
 	$(PY) tests/golden/regenerate.py
+
+# Packages only the benchmarks use (HuggingFace tokenizers for benchmarks/vocab.py);
+# --no-deps keeps the pipeline's pinned set untouched.
+bench-deps: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -r requirements/bench.in
 
 # Re-resolve the pins in requirements/base.in and freeze the result (needs the registry).
 lock:

@@ -1,5 +1,6 @@
 """VocabGen: the Beam job must give keras_nlp's vocabulary, token for token."""
 
+import collections
 import os
 
 import apache_beam as beam
@@ -80,3 +81,28 @@ def test_executor_writes_vocab_file(tmp_path):
 def test_component_rejects_vocabulary_not_larger_than_reserved():
     with pytest.raises(ValueError, match="must exceed the number of reserved tokens"):
         VocabGen(examples=Channel(type=standard_artifacts.Examples), vocabulary_size=3, reserved_tokens=RESERVED)
+
+
+def test_beam_cut_to_the_most_frequent_words_matches_the_learner(monkeypatch):
+    """Above the learner's input cut the Beam job keeps the most frequent words (ties
+    alphabetical) before one worker learns; tensorflow_text given the counts in that
+    order, with the same cut, learns the same vocabulary."""
+    from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as reference
+
+    from components.vocab_gen import learner
+
+    monkeypatch.setattr(learner, "MAX_INPUT_TOKENS", 400)
+    lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
+    counts = collections.Counter(w.decode() for w in pretokenize_lines(lines, lowercase=True))
+    assert len(counts) > 400
+    canonical = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))
+    expected = reference.learn(canonical, 300, RESERVED, max_input_tokens=400, include_joiner_token=True, joiner="##")
+    with test_pipeline.TestPipeline() as p:
+        vocab = p | beam.Create(lines) | ComputeVocabulary(300, True, RESERVED)
+        assert_that(vocab, equal_to([expected[:300]]))
+
+
+def test_beam_job_without_words_fails_with_a_message():
+    with pytest.raises(Exception, match="zero words: the train split has no text"):
+        with test_pipeline.TestPipeline() as p:
+            _ = p | beam.Create([b"", b"   "]) | ComputeVocabulary(300, True, RESERVED)
