@@ -10,21 +10,37 @@ sdist, so the workers run the code that launched the job even if the image is ol
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import List, Optional
 
 from components.errors import ConfigError
 from pipeline.config import PipelineConfig
+
+# Largest corpus (train + eval split files) that `auto` runs in memory: gutenberg-large's
+# 64 MB ran VocabGen in 13.6 s in memory vs 19.0 s on 2 worker processes (BENCHMARKS.md §6).
+IN_MEMORY_MAX_BYTES = 64 * 2**20
 
 # setup.py of this checkout, for a run launched here (a compiled spec uses image.SETUP_FILE).
 LOCAL_SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
 
-def direct_runner_args(cfg: PipelineConfig) -> List[str]:
-    """Beam's DirectRunner in multi-processing mode: every core of this machine."""
+def direct_runner_args(cfg: PipelineConfig, corpus_bytes: Optional[int] = None) -> List[str]:
+    """Beam's DirectRunner: in this process for a small corpus, else a worker per core.
+
+    `beam.direct_running_mode: auto` runs in memory when the split files (`corpus_bytes`)
+    are known and at most IN_MEMORY_MAX_BYTES: starting the worker processes, each of
+    which imports TensorFlow, cost ~5.6 s per Beam step on 2 cores, more than their
+    second core saves on such corpora (BENCHMARKS.md §6).
+    """
+    mode = cfg.beam.direct_running_mode
+    if mode == "auto":
+        small = corpus_bytes is not None and corpus_bytes <= IN_MEMORY_MAX_BYTES
+        mode = "in_memory" if small else "multi_processing"
+    # in_memory runs in this process: one worker, whatever direct_num_workers says.
+    workers = cfg.beam.direct_num_workers if mode == "multi_processing" else 1
     return [
         "--runner=DirectRunner",
-        "--direct_running_mode=multi_processing",
-        f"--direct_num_workers={cfg.beam.direct_num_workers}",
+        f"--direct_running_mode={mode}",
+        f"--direct_num_workers={workers}",
         *cfg.beam.extra_args,
     ]
 

@@ -21,6 +21,7 @@ from components.minigpt.training import BACKENDS, PRECISIONS
 
 EMBEDDED_CORPUS = "embedded"
 REQUIRED_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[BOS]")
+DIRECT_RUNNING_MODES = ("auto", "multi_processing", "in_memory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +118,11 @@ class MlflowConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BeamConfig:
-    # 0 = one worker process per CPU core (DirectRunner multi_processing mode).
+    # DirectRunner's mode: "multi_processing" (worker processes, every core), "in_memory"
+    # (this process: no worker start-up, one core) or "auto" (in memory for a corpus of
+    # at most 64 MB, where that measured faster; pipeline/beam_args.py).
+    direct_running_mode: str = "auto"
+    # 0 = one worker process per CPU core (multi_processing mode).
     direct_num_workers: int = 0
     # More Beam flags for every Beam step, after the runner's own (pipeline/beam_args.py),
     # e.g. ["--dataflow_service_options=enable_prime"]. The runner itself is --runner's.
@@ -368,6 +373,8 @@ def validate(cfg: PipelineConfig) -> None:
         raise ConfigError("data.min_training_seq_len", f"must be >= 0, got {cfg.data.min_training_seq_len}")
     if any(arg.startswith("--runner") for arg in cfg.beam.extra_args):
         raise ConfigError("beam.extra_args", "must not name a runner: use run.py's --runner flag")
+    if cfg.beam.direct_running_mode not in DIRECT_RUNNING_MODES:
+        raise ConfigError("beam.direct_running_mode", f"must be one of {', '.join(DIRECT_RUNNING_MODES)}")
     if cfg.beam.direct_num_workers < 0:
         raise ConfigError("beam.direct_num_workers", "must be >= 0 (0 = one per core)")
     # keras_hub uses head size embed_dim // num_heads (85 in the reference's 256 / 3).

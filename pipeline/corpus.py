@@ -139,6 +139,13 @@ def resolve_corpus_dir(corpus: str, zip_subdir: str, cache_dir: str) -> str:
     return path
 
 
+def file_size(path: str) -> int:
+    """Bytes in a local or gs:// file."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
+
+    return tf.io.gfile.stat(path).length
+
+
 def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
     """Fails early, naming the file, if a split file is missing or empty."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import List
+from typing import List, Optional
 
 # Run as a script, Python puts pipeline/ first on sys.path, where pipeline/pipeline.py
 # would shadow the `pipeline` package; the repository root belongs there instead.
@@ -99,11 +99,15 @@ def load(args: argparse.Namespace) -> PipelineConfig:
     return cfg
 
 
-def beam_args(cfg: PipelineConfig, args: argparse.Namespace) -> List[str]:
-    """The Beam steps' flags; a compiled spec names files as the image holds them."""
+def beam_args(cfg: PipelineConfig, args: argparse.Namespace, corpus_bytes: Optional[int] = None) -> List[str]:
+    """The Beam steps' flags; a compiled spec names files as the image holds them.
+
+    `corpus_bytes` (the split files' size, where known) lets DirectRunner's `auto` mode
+    run a small corpus in this process.
+    """
     if args.runner == "DataflowRunner":
         return dataflow_args(cfg, LOCAL_SETUP_FILE if args.orchestrator == "local" else image.SETUP_FILE)
-    return direct_runner_args(cfg)
+    return direct_runner_args(cfg, corpus_bytes)
 
 
 def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
@@ -132,10 +136,10 @@ def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
     print(f"{'Scheduled' if args.schedule else 'Submitted'} on {platform}: {name}", flush=True)
 
 
-def run(cfg: PipelineConfig, beam_pipeline_args: List[str]) -> None:
+def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
     """Validates the inputs, runs the pipeline locally and prints a summary."""
     from components.tracking import check_reachable
-    from pipeline.corpus import check_split_file, resolve_corpus_dir
+    from pipeline.corpus import check_split_file, file_size, resolve_corpus_dir
 
     # A tracking server that is down would otherwise surface after the Beam steps, in the
     # Trainer, after MLflow's retries: check it first, once, in seconds.
@@ -147,8 +151,11 @@ def run(cfg: PipelineConfig, beam_pipeline_args: List[str]) -> None:
             "start it, or fix the URI or MLFLOW_TRACKING_URI",
         )
     corpus_dir = resolve_corpus_dir(cfg.data.corpus, cfg.data.zip_subdir, cfg.data.cache_dir)
-    check_split_file(corpus_dir, cfg.data.train_file, "data.train_file")
-    check_split_file(corpus_dir, cfg.data.eval_file, "data.eval_file")
+    split_files = [
+        check_split_file(corpus_dir, cfg.data.train_file, "data.train_file"),
+        check_split_file(corpus_dir, cfg.data.eval_file, "data.eval_file"),
+    ]
+    beam_pipeline_args = beam_args(cfg, args, corpus_bytes=sum(file_size(path) for path in split_files))
 
     from tfx import v1 as tfx
 
@@ -267,7 +274,7 @@ def main(argv=None) -> int:
     configure_logging()
     try:
         if args.orchestrator == "local":
-            run(cfg, beam_args(cfg, args))
+            run(cfg, args)
         else:
             submit(cfg, args)
     except KeyboardInterrupt:

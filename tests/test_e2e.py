@@ -15,6 +15,9 @@ from tests.conftest import REPO_ROOT, TINY_CONFIG, artifact_paths, mlflow_runs, 
 
 pytestmark = pytest.mark.slow
 DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
+# The tiny corpus runs its Beam steps in memory (`auto`); this test runs them on worker
+# processes, as a large corpus does.
+MULTI_PROCESSING = "beam.direct_running_mode=multi_processing"
 COMPONENTS = ["TextExampleGen", "VocabGen", "Tokenize", "DecoderCheck", "Trainer", "Evaluator"]
 
 
@@ -157,7 +160,7 @@ def test_ctrl_c_exits_in_seconds_ends_the_run_killed_and_the_next_run_resumes(tm
     """A real SIGINT to `pipeline/run.py` while the Trainer trains, as Ctrl-C sends."""
     out = tmp_path / "out"
     cmd = [sys.executable, f"{REPO_ROOT}/pipeline/run.py", "--config", TINY_CONFIG, "--set", f"output_dir={out}",
-           "--set", "train.epochs=30"]  # fmt: skip
+           "--set", "train.epochs=30", "--set", MULTI_PROCESSING]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:  # wait until an epoch has been logged
@@ -171,7 +174,7 @@ def test_ctrl_c_exits_in_seconds_ends_the_run_killed_and_the_next_run_resumes(tm
     client, runs = mlflow_runs(out)
     assert [r.info.status for r in runs] == ["KILLED"]
     # The next run works, upstream components cached.
-    again = run_pipeline(out, "train.epochs=3")
+    again = run_pipeline(out, "train.epochs=3", MULTI_PROCESSING)
     assert again.returncode == 0, again.stderr[-3000:]
     summary = latest_run(str(out / "metadata.sqlite"))
     assert summary.states["Tokenize"] == "CACHED" and summary.states["Evaluator"] == "COMPLETE"

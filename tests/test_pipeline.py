@@ -6,10 +6,11 @@ import shutil
 
 import pytest
 
+from components.errors import ConfigError
 from components.trainer import keys
 from components.trainer.trainer_module import _checkpoint_dir
 from pipeline import pipeline as pipeline_module
-from pipeline.beam_args import direct_runner_args
+from pipeline.beam_args import IN_MEMORY_MAX_BYTES, direct_runner_args
 from pipeline.config import load_config
 from pipeline.pipeline import create_pipeline, training_code_digest
 from tests.conftest import REPO_ROOT, TINY_CONFIG
@@ -79,6 +80,26 @@ def test_eval_and_tracking_settings_stay_out_of_the_trainer_cache_key(tiny_corpu
 @pytest.mark.parametrize("override", ["train.seed=7", "model.embed_dim=16", "train.epoch_sample_tokens=5"])
 def test_training_settings_are_in_the_trainer_cache_key(tiny_corpus, override):
     assert _trainer_cache_inputs(tiny_corpus, override) != _trainer_cache_inputs(tiny_corpus)
+
+
+@pytest.mark.parametrize(
+    "mode, corpus_bytes, expected",
+    [
+        ("auto", None, ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),  # size unknown
+        ("auto", IN_MEMORY_MAX_BYTES, ["--direct_running_mode=in_memory", "--direct_num_workers=1"]),
+        ("auto", IN_MEMORY_MAX_BYTES + 1, ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+        ("in_memory", 10**12, ["--direct_running_mode=in_memory", "--direct_num_workers=1"]),
+        ("multi_processing", 10, ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+    ],
+)
+def test_direct_runner_mode_follows_the_corpus_size(mode, corpus_bytes, expected):
+    cfg = load_config(TINY_CONFIG, [f"beam.direct_running_mode={mode}"])
+    assert direct_runner_args(cfg, corpus_bytes) == ["--runner=DirectRunner", *expected]
+
+
+def test_an_unknown_running_mode_is_refused():
+    with pytest.raises(ConfigError, match="beam.direct_running_mode: must be one of auto, multi_processing"):
+        load_config(TINY_CONFIG, ["beam.direct_running_mode=multi_threading"])
 
 
 def test_direct_runner_runs_multi_processing():
