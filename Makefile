@@ -41,10 +41,11 @@ test: $(STAMP)
 golden: $(STAMP)
 	$(PY) tests/golden/regenerate.py
 
-# Packages only the benchmarks use (HuggingFace tokenizers for benchmarks/vocab.py);
-# --no-deps keeps the pipeline's pinned set untouched.
+# Packages only the benchmarks use (HuggingFace tokenizers for benchmarks/vocab.py), in
+# their own folder: the pipeline's pinned set in .venv stays untouched (`pip check` passes).
+BENCH_PACKAGES := .bench-packages
 bench-deps: $(STAMP)
-	$(PY) -m pip install --quiet --no-deps -r requirements/bench.in
+	$(PY) -m pip install --quiet --no-deps --target $(BENCH_PACKAGES) -r requirements/bench.in
 
 # Re-resolve the pins in requirements/base.in and freeze the result (needs the registry).
 lock:

@@ -10,7 +10,7 @@ reference's filter), written as the gzip tf.Example shards TextExampleGen would 
              mode on every core (`--running-mode in_memory`: in this process), Beam
              start-up included
   tokenizers HuggingFace `tokenizers`' WordPiece trainer (Rust; a different algorithm,
-             so a different vocabulary), if installed (`pip install -r requirements/bench.in`)
+             so a different vocabulary), if installed (`make bench-deps`)
 
 Each path is also split into pretokenize + count and learn: the baseline's pretokenize
 and count are timed on their own (keras_nlp's own functions) and its learn is the rest;
@@ -38,6 +38,7 @@ from benchmarks.common import REPO_ROOT, RESERVED, VOCAB_SIZE, corpus_lines  # n
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "gutenberg-large")
 KERAS_NLP_BATCH = 64
+BENCH_PACKAGES = os.path.join(REPO_ROOT, ".bench-packages")  # `make bench-deps`
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -116,6 +117,7 @@ def keras_nlp_vocabulary(lines) -> list:
 def tokenizers_seconds(lines):
     """Seconds HuggingFace's WordPiece trainer takes (BERT normaliser and pre-tokenizer,
     lowercase), or None where the package is not installed."""
+    sys.path.append(BENCH_PACKAGES)  # last: it cannot shadow the pipeline's packages
     try:
         from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     except ImportError:

@@ -15,6 +15,19 @@ TEXT_FEATURE = "text"
 # Per-split line counts TextExampleGen records on the Examples artifact, as
 # `<split>_<counter>` integer custom properties (e.g. `train_lines_kept`).
 LINE_COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_not_utf8")
+# Where each split came from, as `<split>_<name>` string custom properties: the file
+# pattern read (path or URI), the sha256 of its files' bytes in name order, and the
+# histogram of its line lengths (JSON: bucket's lowest byte length -> lines). Tokenize
+# carries them (and the line counts) over; the Trainer logs them as MLflow datasets.
+SOURCE_PROPERTIES = ("source", "sha256", "length_histogram")
+# Line-length buckets of that histogram: [0, 50), [50, 100), ... and [2000, inf).
+LENGTH_BUCKET_BYTES, LENGTH_BUCKETS = 50, 41
+
+
+def length_bucket(num_bytes: int) -> int:
+    """The lowest byte length of the histogram bucket a line of `num_bytes` falls in."""
+    return min(num_bytes // LENGTH_BUCKET_BYTES, LENGTH_BUCKETS - 1) * LENGTH_BUCKET_BYTES
+
 
 # Token-id Examples: gzip TFRecords of tf.train.Example{ids: int64 list}, one per line:
 # the line's WordPiece ids, truncated to the model's sequence length, without [BOS] or

@@ -9,12 +9,17 @@ one pipeline run) and creates it if it is the first to log.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
+import warnings
 from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Mapping, Optional
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 PIPELINE_RUN_ID_TAG = "tfx.pipeline_run_id"
 PIPELINE_NAME_TAG = "tfx.pipeline_name"
@@ -38,6 +43,27 @@ HTTP_RETRY_ENV = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
+
+
+class CorpusSplit(MetaDataset):
+    """One split of a text corpus as an MLflow dataset: where it was read from, the sha256
+    of its bytes as digest, and its line and token counts as profile."""
+
+    def __init__(self, source: str, sha256: str, profile: Mapping[str, Any]):
+        self._profile = dict(profile)
+        with warnings.catch_warnings():  # a local path matches two equivalent source types
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            resolved = resolve_dataset_source(source)
+        name = "/".join(source.rstrip("/").split("/")[-2:])  # e.g. "simplebooks-92-raw/train.txt"
+        # MLflow keeps 36 characters of a digest; 16 hex digits of sha256 identify a corpus.
+        super().__init__(resolved, name=name, digest=sha256[:16])
+
+    @property
+    def profile(self) -> Dict[str, Any]:
+        return self._profile
+
+    def to_dict(self) -> Dict[str, str]:
+        return {**super().to_dict(), "profile": json.dumps(self._profile)}
 
 
 def tracking_variables(tracking_uri: str, experiment_name: str) -> Dict[str, str]:
@@ -147,6 +173,36 @@ class PipelineRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in sorted(metrics.items())])
+
+    def log_datasets(self, datasets: Iterable[Mapping[str, Any]]) -> None:
+        """Logs each split as an MLflow dataset input: its source, digest and profile.
+
+        Each mapping holds `split` (the input's context: train, eval), `source` (the path
+        or URI read), `sha256` and `profile` (counts); the UI lists them under
+        "Datasets", and runs on the same data share a digest.
+        """
+        inputs = [
+            DatasetInput(
+                CorpusSplit(d["source"], d["sha256"], d["profile"])._to_mlflow_entity(),
+                tags=[InputTag(MLFLOW_DATASET_CONTEXT, d["split"])],
+            )
+            for d in datasets
+        ]
+        if inputs:
+            self.client.log_inputs(self.run_id, datasets=inputs)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """A matplotlib Figure as a PNG artifact; the figure is closed after."""
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+        try:
+            self.client.log_figure(self.run_id, figure, artifact_file)
+        finally:
+            plt.close(figure)
+
+    def metric_history(self, names: Iterable[str]) -> Dict[str, List[tuple]]:
+        """name -> [(step, value)] as logged, every step (across resumed attempts too)."""
+        return {name: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, name)] for name in names}
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)

@@ -219,6 +219,10 @@ def print_summary(cfg: PipelineConfig) -> None:
         lines.append(f"  {name:>11}: {text[:100]}{'...' if len(text) > 100 else ''}")
     # The mlflow beside this interpreter (the project's venv), so the command works from any directory.
     mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    if "mlflow_run_id" in evaluation:
+        from pipeline.report import write_report
+
+        lines.append(f"Run report:       {write_report(summary, tracking_uri, cfg.output_dir)}")
     lines.append(f"Browse MLflow:    {mlflow_cli} ui --backend-store-uri {tracking_uri} --port 5000")
     if "mlflow_run_id" in evaluation:
         from mlflow.tracking import MlflowClient

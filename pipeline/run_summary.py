@@ -32,6 +32,9 @@ class RunSummary:
     pipeline_run_id: str
     # Component name (e.g. "Trainer") -> execution state ("COMPLETE", "CACHED", ...).
     states: Dict[str, str]
+    # Component name -> seconds from its execution's creation to its last update in MLMD
+    # (driver, executor and publisher; about 0 for a cached component).
+    seconds: Dict[str, float]
     # Artifact type name (e.g. "Model") -> URI of this run's output of that type.
     outputs: Dict[str, str]
     evaluation: Optional[dict]
@@ -49,7 +52,12 @@ def latest_run(metadata_path: str) -> Optional[RunSummary]:
         run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
         executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
         types = {t.id: t.name for t in store.get_execution_types()}
-        states = {types[e.type_id].rsplit(".", 1)[-1]: STATE_NAMES.get(e.last_known_state, "?") for e in executions}
+        names = [types[e.type_id].rsplit(".", 1)[-1] for e in executions]
+        states = {name: STATE_NAMES.get(e.last_known_state, "?") for name, e in zip(names, executions)}
+        seconds = {
+            name: (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
+            for name, e in zip(names, executions)
+        }
         events = store.get_events_by_execution_ids([e.id for e in executions])
         output_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
         artifact_types = {t.id: t.name for t in store.get_artifact_types()}
@@ -60,4 +68,4 @@ def latest_run(metadata_path: str) -> Optional[RunSummary]:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 evaluation = json.load(f)
-    return RunSummary(run.name, states, outputs, evaluation)
+    return RunSummary(run.name, states, seconds, outputs, evaluation)

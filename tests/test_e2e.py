@@ -1,5 +1,7 @@
 """The whole TFX pipeline on the tiny config, run as a user runs it, then read back."""
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +13,7 @@ import pytest
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG
 from pipeline.config import flatten, load_config
 from pipeline.run_summary import latest_run
-from tests.conftest import REPO_ROOT, TINY_CONFIG, artifact_paths, mlflow_runs, run_pipeline
+from tests.conftest import REPO_ROOT, TINY_CONFIG, TINY_CORPUS, artifact_paths, mlflow_runs, run_pipeline
 
 pytestmark = pytest.mark.slow
 DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
@@ -43,17 +45,23 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert params["data.min_training_seq_len"] == "450" and params["vocab.vocabulary_size"] == "1000"
     assert params["eval.decoders.beam"] == "{'num_beams': 3}"
     assert int(params["model.vocabulary_size_learned"]) > 3
-    for metric in ("loss", "perplexity", "val_loss", "val_perplexity"):
+    for metric in ("train/loss", "train/perplexity", "val/loss", "val/perplexity", "train/epoch_seconds"):
         history = client.get_metric_history(run.info.run_id, metric)
         assert [m.step for m in history] == [1, 2], metric
-    assert run.data.metrics["data.train_lines_kept"] == 160 and run.data.metrics["data.eval_lines_kept"] == 40
-    assert run.data.metrics["data.train_lines_too_short"] == 32
+    # The corpus is the run's two datasets, not metrics: source, content digest, counts.
+    datasets = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
+    assert sorted(datasets) == ["eval", "train"]
+    assert not [name for name in run.data.metrics if name.startswith("data")]
+    with open(os.path.join(TINY_CORPUS, "train.txt"), "rb") as f:
+        assert datasets["train"].digest == hashlib.sha256(f.read()).hexdigest()[:16]
+    assert json.loads(datasets["train"].source)["uri"] == os.path.join(TINY_CORPUS, "train.txt")
+    train, eval_ = json.loads(datasets["train"].profile), json.loads(datasets["eval"].profile)
+    assert train["lines_kept"] == 160 and eval_["lines_kept"] == 40 and train["lines_too_short"] == 32
     # Tokenize's counts: every kept line is one sequence; tiny lines overflow 32 tokens.
-    assert run.data.metrics["data.train_sequences"] == 160 and run.data.metrics["data.eval_sequences"] == 40
-    assert 0 < run.data.metrics["data.train_truncated_share"] <= 1
-    assert 0 <= run.data.metrics["data.train_unk_share"] < 0.05
+    assert train["sequences"] == 160 and eval_["sequences"] == 40
+    assert 0 < train["truncated_share"] <= 1 and 0 <= train["unk_share"] < 0.05
     evaluation = summary.evaluation
-    assert run.data.metrics["eval_perplexity"] == pytest.approx(evaluation["perplexity"])
+    assert run.data.metrics["eval/perplexity"] == pytest.approx(evaluation["perplexity"])
     # Better than a uniform guess over the learned vocabulary, after two tiny epochs.
     assert 1 < evaluation["perplexity"] < int(params["model.vocabulary_size_learned"])
     assert sorted(evaluation["samples"]) == DECODERS
@@ -71,6 +79,16 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert {"decoder_leaderboard.json", "decoder_samples.json"} <= set(paths)
     assert {"samples/epoch_001.txt", "samples/epoch_002.txt", "vocabulary/vocab.txt"} <= set(paths)
     assert {"model/minigpt.keras", "model/saved_model.pb", "model/vocab.txt"} <= set(paths)
+    plots = {"plots/training_curves.png", "plots/line_lengths.png", "plots/decoder_leaderboard.png"}
+    assert plots <= set(paths)
+    # The run report: printed, beside the outputs and in the MLflow run; self-contained.
+    assert f"Run report:       {out}/report.html" in first.stdout
+    assert "report.html" in artifact_paths(client, run.info.run_id)
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert report.count("data:image/png;base64,") == 3
+    assert f"<b>{evaluation['perplexity']:.2f}</b>" in report
+    for text in [*COMPONENTS, *DECODERS, "tiny_corpus/train.txt", "COMPLETE"]:
+        assert text in report, text
     # The Keras model, and the text model registered as version 1 of `minigpt`.
     logged = {m.name: m.source_run_id for m in client.search_logged_models([run.info.experiment_id])}
     assert logged == {"minigpt": run.info.run_id, "minigpt-text": run.info.run_id}

@@ -98,7 +98,7 @@ def test_scores_samples_and_finishes_the_training_run(setup):
     client = MlflowClient(tracking_uri)
     run = client.get_run(training_run.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["eval_perplexity"] == pytest.approx(result["perplexity"])
+    assert run.data.metrics["eval/perplexity"] == pytest.approx(result["perplexity"])
     # The leaderboard: every measure of every decoder as a metric, and as a table row.
     for name in ("greedy", "top_k"):
         for measure in MEASURES:

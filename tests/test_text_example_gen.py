@@ -1,5 +1,7 @@
 """TextExampleGen: the length filter, line accounting and bad-input handling."""
 
+import hashlib
+import json
 import os
 
 import apache_beam as beam
@@ -13,7 +15,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
 from components.errors import InputDataError
-from components.formats import example_text, parse_text, text_to_example
+from components.formats import LINE_COUNTERS, example_text, parse_text, text_to_example
 from components.text_example_gen import executor
 from components.text_example_gen.component import TextExampleGen
 
@@ -62,12 +64,21 @@ def test_executor_writes_splits_and_records_counts(tiny_corpus, tmp_path):
     train_uri = artifact_utils.get_split_uri([examples], "train")
     assert _count_records(os.path.join(train_uri, "*.gz")) == 160
     assert _count_records(os.path.join(artifact_utils.get_split_uri([examples], "eval"), "*.gz")) == 40
-    props = {k: examples.get_int_custom_property(k) for k in examples.mlmd_artifact.custom_properties}
+    props = {k: examples.get_int_custom_property(k) for k in examples.mlmd_artifact.custom_properties
+             if k.endswith(LINE_COUNTERS)}  # fmt: skip
     assert props["train_lines_read"] == 192
     assert props["train_lines_kept"] == 160
     assert props["train_lines_too_short"] == 32
     assert props["eval_lines_kept"] == 40
     assert props["train_lines_not_utf8"] == 0
+    histogram = json.loads(examples.get_string_custom_property("train_length_histogram"))
+    assert sum(histogram.values()) == 192 and sum(v for k, v in histogram.items() if int(k) < 450) <= 32
+    # Where each split came from, and the sha256 of its bytes (the run's dataset digest).
+    for split, name in (("train", "train.txt"), ("eval", "valid.txt")):
+        path = os.path.join(str(tiny_corpus), name)
+        assert examples.get_string_custom_property(f"{split}_source") == path
+        with open(path, "rb") as f:
+            assert examples.get_string_custom_property(f"{split}_sha256") == hashlib.sha256(f.read()).hexdigest()
 
 
 @pytest.mark.parametrize("bad, accepted", [(2, True), (3, False)])

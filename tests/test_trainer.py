@@ -98,12 +98,12 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     run = _run_for(client, "run-1")
     assert manifest.mlflow_run_id == run.info.run_id
     assert run.info.status == "RUNNING"  # the Evaluator finishes it
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3]
     # The exported weights are the best epoch's, and the run says which one it was.
-    history = client.get_metric_history(run.info.run_id, "val_perplexity")
+    history = client.get_metric_history(run.info.run_id, "val/perplexity")
     best = min(history, key=lambda m: m.value)
-    assert run.data.metrics["best_epoch"] == best.step
-    assert run.data.metrics["best_val_perplexity"] == pytest.approx(best.value)
+    assert run.data.metrics["train/best_epoch"] == best.step
+    assert run.data.metrics["val/best_perplexity"] == pytest.approx(best.value)
     with open(os.path.join(fn_args.serving_model_dir, model_bundle.MANIFEST_FILE)) as f:
         assert json.load(f)["pipeline_run_id"] == "run-1"
     # What trained the model travels with it, as logged: a cached rerun's Evaluator copies it.
@@ -136,8 +136,8 @@ def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weight
     trainer_module.run_fn(fn_args)
     run = _run_for(client, "run-jax")
     assert run.data.params["train.backend_resolved"] == "jax"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
-    assert "best_epoch" in run.data.metrics and run.data.metrics["num_parameters"] > 0
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3]
+    assert "train/best_epoch" in run.data.metrics and run.data.metrics["model/num_parameters"] > 0
     # The child's kept weights are what this (TensorFlow) process exported and serves.
     fitted = keras.models.load_model(os.path.join(fn_args.model_run_dir, "fit", "fitted.keras"))
     served = tf.saved_model.load(fn_args.serving_model_dir)
@@ -177,6 +177,11 @@ def _trainer_inputs(tmp_path, **extra_config):
     examples.set_int_custom_property("eval_lines_too_short", 8)
     for name, value in {"sequences": 160, "tokens": 4000, "unk_tokens": 40, "truncated_sequences": 80}.items():
         examples.set_int_custom_property(f"train_{name}", value)
+    examples.set_string_custom_property("train_source", "gs://b/corpus/train.txt")
+    examples.set_string_custom_property("train_sha256", "ab" * 32)
+    examples.set_string_custom_property("train_length_histogram", '{"0": 3, "450": 160}')
+    examples.set_string_custom_property("eval_source", "gs://b/corpus/valid.txt")
+    examples.set_string_custom_property("eval_sha256", "cd" * 32)
     examples.set_string_custom_property("unrelated", "x")
     vocabulary = Vocabulary()
     vocabulary.uri = str(tmp_path / "vocab")
@@ -209,16 +214,30 @@ def test_executor_adds_vocabulary_run_id_line_counts_and_tracking_at_run_time(tm
         keys.PIPELINE_RUN_ID: "run-7",
         keys.PIPELINE_NAME: "p",
         keys.MLFLOW: {"tracking_uri": "http://tracking:5000", "experiment_name": "exp"},
-        keys.DATA_STATS: {
-            "data.train_lines_kept": 160,
-            "data.eval_lines_too_short": 8,
-            "data.train_sequences": 160,
-            "data.train_tokens": 4000,
-            "data.train_unk_tokens": 40,
-            "data.train_truncated_sequences": 80,
-            "data.train_unk_share": 0.01,
-            "data.train_truncated_share": 0.5,
-        },
+        keys.DATASETS: [
+            {
+                "split": "train",
+                "source": "gs://b/corpus/train.txt",
+                "sha256": "ab" * 32,
+                "length_histogram": {"0": 3, "450": 160},
+                "profile": {
+                    "lines_kept": 160,
+                    "sequences": 160,
+                    "tokens": 4000,
+                    "unk_tokens": 40,
+                    "truncated_sequences": 80,
+                    "unk_share": 0.01,
+                    "truncated_share": 0.5,
+                },
+            },
+            {
+                "split": "eval",
+                "source": "gs://b/corpus/valid.txt",
+                "sha256": "cd" * 32,
+                "length_histogram": {},
+                "profile": {"lines_too_short": 8},
+            },
+        ],
     }
 
 
@@ -290,5 +309,5 @@ def test_a_killed_training_resumes_from_its_last_epoch(fn_args_factory, monkeypa
     trainer_module.run_fn(make("attempt-2"))  # a new pipeline run, same job
     retry = _run_for(client, "attempt-2")
     # Epochs 1-2 were restored from the backup; only epoch 3 ran again.
-    assert [m.step for m in client.get_metric_history(retry.info.run_id, "val_loss")] == [3]
+    assert [m.step for m in client.get_metric_history(retry.info.run_id, "val/loss")] == [3]
     assert not os.listdir(os.path.join(make("x").custom_config[keys.CHECKPOINT_ROOT]))

@@ -15,7 +15,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components import model_bundle, text_model
+from components import model_bundle, plots, text_model
 from components.formats import EVALUATION_FILE
 from components.lm_data import read_labels
 from components.minigpt.cached_decoding import CachedGenerator
@@ -88,7 +88,7 @@ class Executor(base_executor.BaseExecutor):
                 eval_cfg["max_batches"],
             )
             logger.info("Eval perplexity %.3f over %d tokens.", perplexity, num_tokens)
-            run.log_metrics({"eval_perplexity": perplexity, "eval_tokens": num_tokens}, step=0)
+            run.log_metrics({"eval/perplexity": perplexity, "eval/tokens": num_tokens}, step=0)
 
             samples, board = _decoder_leaderboard(model, codec, eval_cfg, labels, run)
             # Prompts in, text out, for `mlflow models serve` and pyfunc users.
@@ -154,6 +154,8 @@ def _decoder_leaderboard(
         ]
     run.log_table(_columns(board), "decoder_leaderboard.json")
     run.log_table(_columns(sample_rows), "decoder_samples.json")
+    if board:
+        run.log_figure(plots.decoder_leaderboard(board), "plots/decoder_leaderboard.png")
     return first_samples, board
 
 

@@ -3,12 +3,14 @@
 Only the source-reading step is custom (as in TFX's CSV and Presto ExampleGens); split
 handling, fingerprints and the gzip TFRecord writing are inherited from
 `BaseExampleGenExecutor`. The executor also counts what it read, kept and dropped (Beam
-counters), records the counts on the Examples artifact and refuses to publish a split
-that has nothing to train on.
+counters), records the counts and each split's source and sha256 on the Examples
+artifact, and refuses to publish a split that has nothing to train on.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from typing import Any, Dict, Iterable, List
@@ -24,7 +26,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.errors import InputDataError
-from components.formats import LINE_COUNTERS, text_to_example
+from components.formats import LINE_COUNTERS, length_bucket, text_to_example
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ MIN_LENGTH_KEY = "min_training_seq_len"
 METRICS_NAMESPACE = "TextExampleGen"
 # Above this share of undecodable lines a file is taken to be in the wrong encoding.
 MAX_UNDECODABLE_FRACTION = 0.01
+
+
+# Counter `<pattern>:length_<lowest byte length>`: lines read, by length bucket.
+LENGTH_PREFIX = "length_"
 
 
 def counter_name(split_pattern: str, counter: str) -> str:
@@ -47,9 +53,12 @@ class _FilterLines(beam.DoFn):
             name: beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter_name(split_pattern, name))
             for name in LINE_COUNTERS
         }
+        self._split_pattern = split_pattern
 
     def process(self, line: bytes) -> Iterable[bytes]:
         self._counters["lines_read"].inc()
+        bucket = counter_name(self._split_pattern, f"{LENGTH_PREFIX}{length_bucket(len(line))}")
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, bucket).inc()
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
@@ -123,11 +132,30 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 _check_split(split.name, path, split_counts)
                 for name, value in split_counts.items():
                     examples.set_int_custom_property(f"{split.name}_{name}", value)
+                examples.set_string_custom_property(f"{split.name}_source", path)
+                examples.set_string_custom_property(f"{split.name}_sha256", files_sha256(path))
+                histogram = {
+                    name[len(f"{split.pattern}:{LENGTH_PREFIX}") :]: value
+                    for name, value in counts.items()
+                    if name.startswith(f"{split.pattern}:{LENGTH_PREFIX}")
+                }
+                examples.set_string_custom_property(f"{split.name}_length_histogram", json.dumps(histogram))
                 logger.info("Split %s (%s): %s", split.name, path, split_counts)
         except InputDataError:
             # Leave nothing behind that looks like a complete Examples artifact.
             fileio.rmtree(examples.uri)
             raise
+
+
+def files_sha256(pattern: str) -> str:
+    """sha256 of the bytes of every file matching `pattern` (local or gs://), in name order:
+    the corpus's identity, whatever its modification times."""
+    digest = hashlib.sha256()
+    for path in sorted(tf.io.gfile.glob(pattern)):
+        with tf.io.gfile.GFile(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _query_counters(result: beam.runners.runner.PipelineResult) -> Dict[str, int]:

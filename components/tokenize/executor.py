@@ -21,7 +21,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.artifact_types import Vocabulary, read_vocabulary
-from components.formats import LINE_COUNTERS, TOKEN_COUNTERS, example_text, ids_to_example
+from components.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS, example_text, ids_to_example
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +109,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         counts = pipeline.result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
         for counter in counts:
             token_ids.set_int_custom_property(counter.key.metric.name, counter.committed)
-        # The line counts describe the same data: carried along so one artifact tells its story.
-        for name in examples.mlmd_artifact.custom_properties:
-            if name.endswith(LINE_COUNTERS):
-                token_ids.set_int_custom_property(name, examples.get_int_custom_property(name))
+        # The line counts and sources describe the same data: carried along so one artifact
+        # tells its story.
+        for name, value in examples.mlmd_artifact.custom_properties.items():
+            if name.endswith(LINE_COUNTERS + SOURCE_PROPERTIES):
+                token_ids.mlmd_artifact.custom_properties[name].CopyFrom(value)
         logger.info(
             "Tokenized %s",
-            {name: token_ids.get_int_custom_property(name) for name in token_ids.mlmd_artifact.custom_properties},
-        )
+            {name: token_ids.get_int_custom_property(name) for name in token_ids.mlmd_artifact.custom_properties
+             if name.endswith(TOKEN_COUNTERS)},
+        )  # fmt: skip

@@ -9,6 +9,7 @@ they do not become part of the cache key.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Dict, List
 
@@ -21,7 +22,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
 from components.artifact_types import Vocabulary
-from components.formats import LINE_COUNTERS, TOKEN_COUNTERS
+from components.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS
 from components.tracking import tracking_from_environment
 from components.trainer import keys
 
@@ -39,8 +40,8 @@ def runtime_config(
         keys.PIPELINE_RUN_ID: context.pipeline_run_id,
         keys.PIPELINE_NAME: context.pipeline_info.id,
         keys.MLFLOW: tracking_from_environment(),
-        # The line and token counts, so the MLflow run shows what the model was fed.
-        keys.DATA_STATS: data_stats(examples),
+        # Each split's source, digest and counts: the MLflow run's datasets.
+        keys.DATASETS: datasets(examples),
     }
 
 
@@ -80,18 +81,23 @@ class VertexTrainingExecutor(vertex_executor.GenericExecutor):
         return super().Do(input_dict, output_dict, exec_properties)
 
 
-def data_stats(examples: types.Artifact) -> Dict[str, float]:
-    """`data.<split>_<count>` for every line and token count on the Examples artifact,
-    plus each split's share of [UNK] tokens and of sequences truncated at seq_len."""
-    stats = {
-        f"data.{name}": examples.get_int_custom_property(name)
-        for name in examples.mlmd_artifact.custom_properties
-        if name.endswith(LINE_COUNTERS + TOKEN_COUNTERS)
-    }
+def datasets(examples: types.Artifact) -> List[Dict[str, Any]]:
+    """Each split's source, sha256, line-length histogram and profile (its line and token
+    counts, the share of [UNK] tokens and of sequences truncated at seq_len), from the
+    Examples artifact."""
+    props = examples.mlmd_artifact.custom_properties
+    found = []
     for split in artifact_utils.decode_split_names(examples.split_names):
-        tokens, sequences = stats.get(f"data.{split}_tokens"), stats.get(f"data.{split}_sequences")
-        if tokens:
-            stats[f"data.{split}_unk_share"] = stats[f"data.{split}_unk_tokens"] / tokens
-        if sequences:
-            stats[f"data.{split}_truncated_share"] = stats[f"data.{split}_truncated_sequences"] / sequences
-    return stats
+        profile = {
+            counter: examples.get_int_custom_property(f"{split}_{counter}")
+            for counter in LINE_COUNTERS + TOKEN_COUNTERS
+            if f"{split}_{counter}" in props
+        }
+        if profile.get("tokens"):
+            profile["unk_share"] = profile["unk_tokens"] / profile["tokens"]
+        if profile.get("sequences"):
+            profile["truncated_share"] = profile["truncated_sequences"] / profile["sequences"]
+        source = {name: examples.get_string_custom_property(f"{split}_{name}") for name in SOURCE_PROPERTIES}
+        source["length_histogram"] = json.loads(source["length_histogram"] or "{}")
+        found.append({"split": split, **source, "profile": profile})
+    return found

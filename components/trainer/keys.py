@@ -14,4 +14,4 @@ VOCABULARY_PATH = "vocabulary_path"
 PIPELINE_RUN_ID = "pipeline_run_id"
 PIPELINE_NAME = "pipeline_name"
 MLFLOW = "mlflow"  # dict: tracking_uri, experiment_name (from the environment)
-DATA_STATS = "data_stats"  # dict: data.<split>_<count> -> line/token count or share
+DATASETS = "datasets"  # list of dicts: split, source, sha256, profile (counts and shares)

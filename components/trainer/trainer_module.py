@@ -18,8 +18,9 @@ from typing import Any, Dict
 import keras
 from tfx import v1 as tfx
 
-from components import model_bundle
+from components import model_bundle, plots
 from components.artifact_types import read_vocabulary
+from components.formats import LENGTH_BUCKET_BYTES
 from components.minigpt.decoders import check_fits_vocabulary
 from components.minigpt.model import GPTConfig
 from components.minigpt.training import resolve_backend
@@ -72,7 +73,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     }
     with run.failed_on_error():
         run.log_params(params)
-        run.log_metrics(cfg.get(keys.DATA_STATS, {}), step=0)
+        datasets = cfg.get(keys.DATASETS, [])
+        run.log_datasets(datasets)
+        histograms = {d["split"]: {int(k): v for k, v in d["length_histogram"].items()} for d in datasets}
+        if any(histograms.values()):
+            cut = int(cfg[keys.PARAMS].get("data.min_training_seq_len", 0))
+            run.log_figure(plots.line_lengths(histograms, LENGTH_BUCKET_BYTES, cut), "plots/line_lengths.png")
         request = FitRequest(
             custom_config=cfg,
             train_files=list(fn_args.train_files),
@@ -84,6 +90,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             model, result = fit(request)
         else:
             model, result = fit_in_child_process(request, backend, os.path.join(fn_args.model_run_dir, "fit"))
+        curves = run.metric_history(f"{split}/{m}" for split in ("train", "val") for m in ("loss", "perplexity"))
+        run.log_figure(plots.training_curves(curves), "plots/training_curves.png")
         run.log_params({"train.precision_resolved": result.precision})
         params["train.precision_resolved"] = result.precision
         model_bundle.export(
