@@ -2,7 +2,7 @@
 
 Kept short on purpose: parse flags, validate the config and the input files before any
 work starts, then either run the pipeline here with TFX's LocalDagRunner (Beam steps on
-the DirectRunner in multi-processing mode, or on Dataflow) and print where everything
+the DirectRunner, or on Dataflow) and print where everything
 went, or compile it for Kubeflow Pipelines / Vertex AI and submit or schedule it there.
 TensorFlow, TFX and MLflow are imported only once the config is valid, so a bad flag
 fails in a fraction of a second.
@@ -11,10 +11,8 @@ fails in a fraction of a second.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-import warnings
 from typing import List, Optional
 
 # Run as a script, Python puts pipeline/ first on sys.path, where pipeline/pipeline.py
@@ -22,12 +20,12 @@ from typing import List, Optional
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path[0] = _REPO_ROOT
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from components.errors import ConfigError, PlatformError, UserInputError  # noqa: E402
 from pipeline import image  # noqa: E402
 from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args, direct_runner_args  # noqa: E402
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
+from pipeline.console import configure_logging, quiet_environment  # noqa: E402
 from pipeline.kubeflow import check_orchestrator  # noqa: E402
 
 RUNNERS = ("DirectRunner", "DataflowRunner")
@@ -63,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="Override one config value, e.g. --set train.epochs=2 (repeatable).",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="Show every library's log lines (TensorFlow, TFX, Beam, MLflow)."
     )
     cloud = parser.add_argument_group("production runs (README: Running in production)")
     cloud.add_argument("--project", help="Google Cloud project (cloud.project).")
@@ -234,29 +235,6 @@ def print_summary(cfg: PipelineConfig) -> None:
     print("\n".join(lines), flush=True)
 
 
-class _ComponentProgress(logging.Filter):
-    """Lets through TFX's one-line progress messages, not its multi-page proto dumps."""
-
-    KEEP = ("Component ", "Execution ", "Skipping component", "Cached")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or str(record.msg).startswith(self.KEEP)
-
-
-def configure_logging() -> None:
-    """Our executors at INFO, TFX's progress lines, everything else at WARNING."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("components").setLevel(logging.INFO)
-    absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
-    absl_logger.addFilter(_ComponentProgress())
-    # Keras warns on every call that keras_hub's attention sub-layers drop the padding
-    # mask; the decoder applies its own causal + padding mask, so the warning is noise.
-    warnings.filterwarnings("ignore", message=".*does not support masking.*")
-    # Beam's DirectRunner relays every worker's start-up warnings; they are not ours to fix.
-    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
-
-
 def _root_user_error(error: BaseException):
     """The UserInputError behind `error`, if any (Beam and TFX may wrap it)."""
     seen = set()
@@ -270,12 +248,13 @@ def _root_user_error(error: BaseException):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_environment(args.verbose)  # before TensorFlow is imported
     try:
         cfg = load(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    configure_logging()
+    configure_logging(args.verbose)
     try:
         if args.orchestrator == "local":
             run(cfg, args)

@@ -28,6 +28,10 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     # Run from outside the checkout: the config's relative corpus path is the config's.
     first = run_pipeline(out, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
+    # Quiet by default: a line per component with its wall time, no library chatter.
+    assert "TextExampleGen: started" in first.stderr and "Evaluator: finished in" in first.stderr
+    for noise in ("Unable to register cuDNN", "FutureWarning", "ArtifactQuery", "Downloading artifacts"):
+        assert noise not in first.stdout + first.stderr, noise
     summary = latest_run(str(out / "metadata.sqlite"))
     assert summary.states == dict.fromkeys(COMPONENTS, "COMPLETE")
 
