@@ -36,7 +36,7 @@ def quiet_environment(verbose: bool) -> None:
     if verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF errors still raise in Python
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # TF's errors still raise in Python
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow's own logger (its own handler, set up when it is imported): warnings such as
@@ -88,9 +88,12 @@ def configure_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message=".*does not support masking.*")
     if verbose:
         return
-    absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
-    absl_logger.addFilter(_ComponentProgress())
+    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+
+    # Through absl's own verbosity flag: TensorFlow parses absl's flags when the Trainer
+    # starts, which would reset a level set on the logger to WARNING.
+    absl_logging.set_verbosity(absl_logging.INFO)
+    logging.getLogger("absl").addFilter(_ComponentProgress())
     noise = _KnownNoise()
     for handler in logging.getLogger().handlers:
         handler.addFilter(noise)
