@@ -27,6 +27,7 @@ from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args, 
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
 from pipeline.console import configure_logging, quiet_environment  # noqa: E402
 from pipeline.kubeflow import check_orchestrator  # noqa: E402
+from pipeline.run_lock import end_orphaned_runs, output_lock  # noqa: E402
 
 RUNNERS = ("DirectRunner", "DataflowRunner")
 ORCHESTRATORS = ("local", "vertex", "kubeflow")
@@ -158,12 +159,19 @@ def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
     ]
     beam_pipeline_args = beam_args(cfg, args, corpus_bytes=sum(file_size(path) for path in split_files))
 
+    with output_lock(cfg.output_dir):
+        for run_id in end_orphaned_runs(cfg.metadata_path, cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name):
+            print(f"MLflow run {run_id} was left RUNNING by a killed run of this folder: marked FAILED.", flush=True)
+        _run_locally(cfg, corpus_dir, beam_pipeline_args)
+
+
+def _run_locally(cfg: PipelineConfig, corpus_dir: str, beam_pipeline_args: List[str]) -> None:
+    """The TFX DAG on LocalDagRunner, with MLflow's variables set for every component."""
     from tfx import v1 as tfx
 
     from components.tracking import tracking_environment
     from pipeline.pipeline import create_pipeline
 
-    os.makedirs(cfg.output_dir, exist_ok=True)
     pipeline = create_pipeline(
         cfg,
         corpus_dir,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
@@ -38,6 +38,14 @@ class RunSummary:
     # Artifact type name (e.g. "Model") -> URI of this run's output of that type.
     outputs: Dict[str, str]
     evaluation: Optional[dict]
+
+
+def pipeline_run_ids(metadata_path: str) -> List[str]:
+    """Every pipeline run recorded in the SQLite MLMD store (none if it does not exist)."""
+    if not os.path.exists(metadata_path):
+        return []
+    with metadata.Metadata(metadata.sqlite_metadata_connection_config(metadata_path)) as m:
+        return [context.name for context in m.store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)]
 
 
 def latest_run(metadata_path: str) -> Optional[RunSummary]:

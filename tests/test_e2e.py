@@ -200,3 +200,31 @@ def test_ctrl_c_exits_in_seconds_ends_the_run_killed_and_the_next_run_resumes(tm
     assert again.returncode == 0, again.stderr[-3000:]
     summary = latest_run(str(out / "metadata.sqlite"))
     assert summary.states["Tokenize"] == "CACHED" and summary.states["Evaluator"] == "COMPLETE"
+
+
+def test_a_second_run_in_the_folder_is_refused_and_a_killed_run_is_ended_by_the_next(tmp_path):
+    """SIGKILL leaves no chance to clean up: the next run in the folder ends the MLflow run
+    FAILED. While a run is alive, another in the same folder is refused at once."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, f"{REPO_ROOT}/pipeline/run.py", "--config", TINY_CONFIG, "--set", f"output_dir={out}",
+           "--set", "train.epochs=30"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:  # training: the MLflow run exists and is RUNNING
+        if "Epoch 2" in line:
+            break
+    started = time.time()
+    second = run_pipeline(out)
+    assert second.returncode == 1 and time.time() - started < 30
+    assert f"is in use by another pipeline run (pid {process.pid}, started" in second.stderr
+    assert "Traceback" not in second.stderr
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    (killed,) = mlflow_runs(out)[1]
+    assert killed.info.status == "RUNNING"  # nobody could end it
+    again = run_pipeline(out, "train.epochs=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"MLflow run {killed.info.run_id} was left RUNNING by a killed run of this folder" in again.stdout
+    client, runs = mlflow_runs(out)
+    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
+    assert "died" in runs[0].data.tags["minigpt.ended_by"]
