@@ -235,6 +235,35 @@ def flatten(cfg: Any, prefix: str = "") -> dict:
     return flat
 
 
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, without what a config file never needs and a hostile one abuses:
+    anchors and aliases (`*name`: a few lines that expand to billions of values, the
+    "billion laughs") and a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (*name) are not allowed in a config", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """`problem (line N)` of a YAML error, without PyYAML's multi-line context."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" (line {mark.line + 1})" if mark is not None else ""
+    return f"{getattr(error, 'problem', None) or error.__class__.__name__}{where}"
+
+
 def load_config(
     path: Optional[str] = None, overrides: Sequence[str] = (), settings: Optional[Mapping[str, str]] = None
 ) -> PipelineConfig:
@@ -252,9 +281,9 @@ def load_config(
             raise ConfigError("--config", f"file {path!r} does not exist")
         with open(path, encoding="utf-8") as f:
             try:
-                raw = yaml.safe_load(f) or {}
+                raw = yaml.load(f, Loader=StrictLoader) or {}  # noqa: S506 (a SafeLoader)
             except yaml.YAMLError as e:
-                raise ConfigError(path, f"is not valid YAML ({e.__class__.__name__})") from None
+                raise ConfigError(path, f"is not a valid config file: {_yaml_problem(e)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(path, "must hold a mapping of sections")
         _resolve_relative_corpus(raw, os.path.dirname(os.path.abspath(path)))
@@ -262,7 +291,11 @@ def load_config(
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(item, "overrides must look like section.key=value")
-        _set_path(raw, key.strip(), yaml.safe_load(text) if text.strip() else None)
+        try:
+            value = yaml.load(text, Loader=StrictLoader) if text.strip() else None  # noqa: S506
+        except yaml.YAMLError as e:
+            raise ConfigError(item, f"is not a valid YAML value: {_yaml_problem(e)}") from None
+        _set_path(raw, key.strip(), value)
     for key, value in (settings or {}).items():
         _set_path(raw, key, value)
     cfg = _build(PipelineConfig, raw, "")

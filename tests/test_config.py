@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -80,8 +81,43 @@ def test_missing_or_malformed_config_file(tmp_path):
         load_config(str(tmp_path / "nope.yaml"))
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [1, 2\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: is not a valid config file: expected ',' or '\]'.*\(line 2\)"):
         load_config(str(bad))
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+beam:
+  extra_args: *g
+"""
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (BILLION_LAUGHS, r"anchors and aliases \(\*name\) are not allowed in a config \(line 2\)"),
+        ("beam:\n  extra_args: &x [--a]\n  direct_num_workers: 1\nmlflow: {experiment_name: *x}\n", "aliases"),
+        ("train:\n  epochs: 2\n  learning_rate: 0.1\n  epochs: 3\n", r"key 'epochs' is given twice \(line 4\)"),
+    ],
+)
+def test_hostile_or_ambiguous_yaml_is_refused_before_it_is_expanded(tmp_path, text, problem):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    started = time.time()
+    with pytest.raises(ConfigError, match=problem):
+        load_config(str(path))
+    assert time.time() - started < 1
+
+
+def test_a_malformed_override_value_names_the_override():
+    with pytest.raises(ConfigError, match=r"train.epochs=\[1: is not a valid YAML value"):
+        load_config(None, ["train.epochs=[1"])
 
 
 def test_tracking_uri_precedence(monkeypatch):
