@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import urlparse
 
@@ -39,6 +40,9 @@ class DataConfig:
     eval_file: str = "valid.txt"
     # Keep lines strictly longer than this many bytes (the reference's tf.strings.length).
     min_training_seq_len: int = 450
+    # sha256 (64 hex digits) the downloaded zip must have; null: not checked. A mismatch
+    # removes the download and stops the run.
+    sha256: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,6 +406,8 @@ def validate(cfg: PipelineConfig) -> None:
     _positive("train.steps_per_epoch", cfg.train.steps_per_epoch, allow_none=True)
     _positive("train.validation_steps", cfg.train.validation_steps, allow_none=True)
     _positive("eval.max_batches", cfg.eval.max_batches, allow_none=True)
+    if cfg.data.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", cfg.data.sha256):
+        raise ConfigError("data.sha256", "must be 64 lowercase hex digits (sha256sum's output) or null")
     if cfg.data.min_training_seq_len < 0:
         raise ConfigError("data.min_training_seq_len", f"must be >= 0, got {cfg.data.min_training_seq_len}")
     if any(arg.startswith("--runner") for arg in cfg.beam.extra_args):

@@ -6,6 +6,7 @@ SimpleBooks' layout: one paragraph per line, UTF-8, `train.txt` / `valid.txt`.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import shutil
@@ -32,12 +33,14 @@ def is_download(corpus: str) -> bool:
     return urlparse(corpus).scheme in DOWNLOAD_SCHEMES
 
 
-def download_and_extract(url: str, subdir: str, cache_dir: str) -> str:
+def download_and_extract(url: str, subdir: str, cache_dir: str, sha256: Optional[str] = None) -> str:
     """Fetches a zip once into `cache_dir/datasets`, extracts it, returns `subdir` in it.
 
     A second call finds the extracted copy and downloads nothing. The zip and the
     extracted folder appear under their final names only once complete, so an
-    interrupted run never leaves a partial copy that a later run would trust.
+    interrupted run never leaves a partial copy that a later run would trust. With
+    `sha256`, the zip (downloaded or cached) must have that digest, or it and its
+    extracted copy are removed and the run stops.
 
     Raises:
       InputDataError: the URL cannot be fetched, the file is not a safe zip, or it has
@@ -47,6 +50,8 @@ def download_and_extract(url: str, subdir: str, cache_dir: str) -> str:
     os.makedirs(datasets, exist_ok=True)
     zip_path = os.path.join(datasets, os.path.basename(urlparse(url).path) or "corpus.zip")
     extracted = os.path.splitext(zip_path)[0]
+    if sha256 is not None:
+        _check_sha256(url, zip_path, extracted, sha256)
     if not os.path.isdir(extracted):
         try:
             if not os.path.exists(zip_path):
@@ -69,6 +74,26 @@ def download_and_extract(url: str, subdir: str, cache_dir: str) -> str:
             "set data.zip_subdir to the folder that holds the split files."
         )
     return found
+
+
+def _check_sha256(url: str, zip_path: str, extracted: str, expected: str) -> None:
+    """Downloads the zip if it is not cached, then compares its sha256 with `expected`."""
+    try:
+        if not os.path.exists(zip_path):
+            _download(url, zip_path)
+    except NETWORK_ERRORS as e:
+        raise InputDataError(f"data.corpus: could not download {url} ({e.__class__.__name__}: {e}).") from e
+    digest = hashlib.sha256()
+    with open(zip_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        os.remove(zip_path)
+        shutil.rmtree(extracted, ignore_errors=True)
+        raise InputDataError(
+            f"data.sha256: {url} has sha256 {digest.hexdigest()}, not {expected}; the download was removed. "
+            "Check the URL, or update data.sha256 if the file changed on purpose."
+        )
 
 
 def _download(url: str, path: str) -> None:
@@ -122,12 +147,13 @@ def _find_subdir(root: str, name: str, depth: int = 2) -> Optional[str]:
     return None
 
 
-def resolve_corpus_dir(corpus: str, zip_subdir: str, cache_dir: str) -> str:
-    """The directory holding the split files for config value `data.corpus`."""
+def resolve_corpus_dir(corpus: str, zip_subdir: str, cache_dir: str, sha256: Optional[str] = None) -> str:
+    """The directory holding the split files for config value `data.corpus` (a zip is
+    checked against `sha256` where given)."""
     if corpus == EMBEDDED:
         return EMBEDDED_CORPUS_DIR
     if is_download(corpus):
-        return download_and_extract(corpus, zip_subdir, cache_dir)
+        return download_and_extract(corpus, zip_subdir, cache_dir, sha256)
     if urlparse(corpus).scheme:  # gs://, s3://, ...: read by Beam/TF filesystems
         return corpus
     path = os.path.abspath(os.path.expanduser(corpus))

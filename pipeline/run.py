@@ -152,7 +152,7 @@ def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
             f"no MLflow tracking server answers at {cfg.resolved_tracking_uri()} ({unreachable}); "
             "start it, or fix the URI or MLFLOW_TRACKING_URI",
         )
-    corpus_dir = resolve_corpus_dir(cfg.data.corpus, cfg.data.zip_subdir, cfg.data.cache_dir)
+    corpus_dir = resolve_corpus_dir(cfg.data.corpus, cfg.data.zip_subdir, cfg.data.cache_dir, cfg.data.sha256)
     split_files = [
         check_split_file(corpus_dir, cfg.data.train_file, "data.train_file"),
         check_split_file(corpus_dir, cfg.data.eval_file, "data.eval_file"),

@@ -8,8 +8,9 @@ import zipfile
 
 import pytest
 
-from components.errors import InputDataError
+from components.errors import ConfigError, InputDataError
 from pipeline import corpus
+from pipeline.config import load_config
 from pipeline.corpus import EMBEDDED_CORPUS_DIR, check_split_file, resolve_corpus_dir
 
 # gutenberg-small as shipped in ../shared/data: results stay comparable between runs only
@@ -145,3 +146,38 @@ def test_a_bucket_that_cannot_be_read_is_one_line_naming_the_file():
     # TensorFlow 2.16 has no s3:// filesystem: a read error that needs no network to happen.
     with pytest.raises(InputDataError, match=r"^data.train_file: cannot read s3://bucket/books/train.txt \(.*s3"):
         check_split_file("s3://bucket/books", "train.txt", "data.train_file")
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_a_pinned_sha256_accepts_the_zip_and_refuses_another(http_server, tmp_path):
+    url, cache = http_server + "/simplebooks.zip", tmp_path / "cache"
+    good = _sha256(tmp_path / "serve" / "simplebooks.zip")
+    assert os.path.isdir(resolve_corpus_dir(url, "simplebooks-92-raw", str(cache), good))
+    # The file behind the URL changed (or was tampered with): the cached copy is checked too.
+    wrong = "0" * 64
+    with pytest.raises(InputDataError, match=rf"data.sha256: .* has sha256 {good}, not {wrong}; the download was"):
+        resolve_corpus_dir(url, "simplebooks-92-raw", str(cache), wrong)
+    assert os.listdir(cache / "datasets") == []
+
+
+@pytest.mark.parametrize("value", ["abc", "A" * 64, "g" * 64])
+def test_a_malformed_sha256_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="data.sha256: must be 64 lowercase hex digits"):
+        load_config(None, [f"data.sha256={value}"])
+
+
+def test_absolute_members_and_truncated_zips_are_refused(http_server, tmp_path):
+    with zipfile.ZipFile(tmp_path / "serve" / "absolute.zip", "w") as zf:
+        zf.writestr("books/train.txt", "fine\n")
+        zf.writestr("/tmp/owned.txt", "gotcha\n")
+    full = (tmp_path / "serve" / "simplebooks.zip").read_bytes()
+    (tmp_path / "serve" / "truncated.zip").write_bytes(full[: len(full) // 2])
+    for name in ("absolute.zip", "truncated.zip"):
+        cache = tmp_path / f"cache-{name}"
+        with pytest.raises(InputDataError, match=f"{name} is not a valid, safe zip"):
+            resolve_corpus_dir(f"{http_server}/{name}", "books", str(cache))
+        assert os.listdir(cache / "datasets") == []
