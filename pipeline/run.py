@@ -27,7 +27,7 @@ from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args, 
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
 from pipeline.console import configure_logging, quiet_environment  # noqa: E402
 from pipeline.kubeflow import check_orchestrator  # noqa: E402
-from pipeline.run_lock import end_orphaned_runs, output_lock  # noqa: E402
+from pipeline.run_lock import end_orphaned_runs, link_runs, output_lock  # noqa: E402
 
 RUNNERS = ("DirectRunner", "DataflowRunner")
 ORCHESTRATORS = ("local", "vertex", "kubeflow")
@@ -142,6 +142,7 @@ def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
     """Validates the inputs, runs the pipeline locally and prints a summary."""
     from components.tracking import check_reachable
     from pipeline.corpus import check_split_file, file_size, resolve_corpus_dir
+    from pipeline.run_summary import latest_run
 
     # A tracking server that is down would otherwise surface after the Beam steps, in the
     # Trainer, after MLflow's retries: check it first, once, in seconds.
@@ -160,9 +161,14 @@ def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
     beam_pipeline_args = beam_args(cfg, args, corpus_bytes=sum(file_size(path) for path in split_files))
 
     with output_lock(cfg.output_dir):
-        for run_id in end_orphaned_runs(cfg.metadata_path, cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name):
+        killed = end_orphaned_runs(cfg.metadata_path, cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name)
+        for run_id in killed:
             print(f"MLflow run {run_id} was left RUNNING by a killed run of this folder: marked FAILED.", flush=True)
         _run_locally(cfg, corpus_dir, beam_pipeline_args)
+        evaluation = latest_run(cfg.metadata_path).evaluation or {}
+        if killed and "mlflow_run_id" in evaluation:
+            link_runs(cfg.resolved_tracking_uri(), evaluation["mlflow_run_id"], killed)
+    print_summary(cfg)
 
 
 def _run_locally(cfg: PipelineConfig, corpus_dir: str, beam_pipeline_args: List[str]) -> None:
@@ -184,7 +190,6 @@ def _run_locally(cfg: PipelineConfig, corpus_dir: str, beam_pipeline_args: List[
     except BaseException as e:
         _end_open_mlflow_run(cfg, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    print_summary(cfg)
 
 
 def _end_open_mlflow_run(cfg: PipelineConfig, status: str) -> None:

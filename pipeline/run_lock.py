@@ -8,8 +8,9 @@ kernel drops the lock when its process dies, however it dies (SIGKILL, OOM kille
 A run killed that way cannot end its MLflow run, which then stays RUNNING forever. Once
 this process holds the lock, no other process runs from this folder, so every MLflow
 run still RUNNING for a pipeline run recorded in this folder's ML Metadata is such a
-leftover: `end_orphaned_runs` marks each one FAILED, with a tag saying why. Runs logged
-from other folders or machines to the same tracking server are never touched.
+leftover: `end_orphaned_runs` marks each one FAILED, with a tag saying why, and
+`link_runs` links it with the run that followed. Runs logged from other folders or
+machines to the same tracking server are never touched.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from components.errors import UserInputError
 
 LOCK_FILE = ".run.lock"
 ENDED_BY_TAG = "minigpt.ended_by"
+# On the run that followed killed ones: their run ids; on each killed run: the follower.
+AFTER_KILLED_TAG = "minigpt.after_killed_runs"
+CONTINUED_BY_TAG = "minigpt.continued_by"
 
 
 class RunInProgressError(UserInputError):
@@ -81,3 +85,13 @@ def end_orphaned_runs(metadata_path: str, tracking_uri: str, experiment_name: st
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             ended.append(run.info.run_id)
     return ended
+
+
+def link_runs(tracking_uri: str, new_run_id: str, killed_run_ids: List[str]) -> None:
+    """Tags the run that followed killed ones with their ids, and each of them with it."""
+    from mlflow.tracking import MlflowClient  # pylint: disable=import-outside-toplevel
+
+    client = MlflowClient(tracking_uri)
+    client.set_tag(new_run_id, AFTER_KILLED_TAG, ",".join(killed_run_ids))
+    for run_id in killed_run_ids:
+        client.set_tag(run_id, CONTINUED_BY_TAG, new_run_id)

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
+from components.lm_data import read_labels
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG
 from pipeline.config import flatten, load_config
 from pipeline.run_summary import latest_run
@@ -207,24 +209,71 @@ def test_a_second_run_in_the_folder_is_refused_and_a_killed_run_is_ended_by_the_
     FAILED. While a run is alive, another in the same folder is refused at once."""
     out = tmp_path / "out"
     cmd = [sys.executable, f"{REPO_ROOT}/pipeline/run.py", "--config", TINY_CONFIG, "--set", f"output_dir={out}",
-           "--set", "train.epochs=30"]  # fmt: skip
+           "--set", "train.epochs=60"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in process.stdout:  # training: the MLflow run exists and is RUNNING
-        if "Epoch 2" in line:
+    for line in process.stdout:  # the first component runs: the folder is held
+        if "TextExampleGen: started" in line:
             break
     started = time.time()
     second = run_pipeline(out)
     assert second.returncode == 1 and time.time() - started < 30
     assert f"is in use by another pipeline run (pid {process.pid}, started" in second.stderr
     assert "Traceback" not in second.stderr
+    for line in process.stdout:  # training: the MLflow run exists and is RUNNING
+        if "Epoch 3/" in line:
+            break
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     (killed,) = mlflow_runs(out)[1]
     assert killed.info.status == "RUNNING"  # nobody could end it
-    again = run_pipeline(out, "train.epochs=2")
+    # The same command again: upstream cached, training resumes after the last finished
+    # epoch, the killed run is ended and both runs point at each other.
+    again = run_pipeline(out, "train.epochs=60")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"MLflow run {killed.info.run_id} was left RUNNING by a killed run of this folder" in again.stdout
-    client, runs = mlflow_runs(out)
-    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
-    assert "died" in runs[0].data.tags["minigpt.ended_by"]
+    states = latest_run(str(out / "metadata.sqlite")).states
+    assert states["Tokenize"] == "CACHED" and states["Trainer"] == "COMPLETE"
+    client, (old, new) = mlflow_runs(out)
+    assert (old.info.status, new.info.status) == ("FAILED", "FINISHED")
+    assert "died" in old.data.tags["minigpt.ended_by"]
+    assert old.data.tags["minigpt.continued_by"] == new.info.run_id
+    assert new.data.tags["minigpt.after_killed_runs"] == old.info.run_id
+    done = [m.step for m in client.get_metric_history(old.info.run_id, "train/loss")]
+    resumed = [m.step for m in client.get_metric_history(new.info.run_id, "train/loss")]
+    assert 2 <= len(done) < 60 and resumed == list(range(max(done) + 1, 61))  # at most the killed epoch redone
+
+
+SECRETS = {"MINIGPT_TEST_API_KEY": "sk-test-4f1d9c", "MY_SERVICE_TOKEN": "tok-7b2e90", "DB_SECRET": "pw-31c8aa"}
+
+
+def test_two_runs_in_two_folders_learn_the_same_and_leak_no_secret(tmp_path, monkeypatch):
+    """Same config and seed: the same vocabulary, token ids, first-epoch loss and eval
+    perplexity, whatever order Beam wrote shards in. Secrets in the environment appear
+    in no param, tag, log line or text artifact."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = run_pipeline(out)
+        assert result.returncode == 0, result.stderr[-3000:]
+        summary = latest_run(str(out / "metadata.sqlite"))
+        client, (run,) = mlflow_runs(out)
+        with open(os.path.join(summary.outputs["minigpt.Vocabulary"], "vocab.txt"), encoding="utf-8") as f:
+            vocab = f.read()
+        ids = read_labels([os.path.join(summary.outputs["Examples"], "Split-train", "*")], 32, "train")
+        loss = client.get_metric_history(run.info.run_id, "train/loss")[0].value
+        results.append((vocab, ids, loss, summary.evaluation["perplexity"]))
+        # No secret anywhere a person or a server would see it.
+        texts = [result.stdout, result.stderr, json.dumps(run.data.params), json.dumps(run.data.tags)]
+        for path in artifact_paths(client, run.info.run_id):
+            if path.endswith((".txt", ".json", ".html", ".yaml", "MLmodel")):
+                with open(client.download_artifacts(run.info.run_id, path, str(tmp_path)), errors="replace") as f:
+                    texts.append(f.read())
+        for value in SECRETS.values():
+            assert not [t for t in texts if value in t], value
+    (vocab_a, ids_a, loss_a, ppl_a), (vocab_b, ids_b, loss_b, ppl_b) = results
+    assert vocab_a == vocab_b
+    np.testing.assert_array_equal(ids_a, ids_b)
+    assert abs(loss_a - loss_b) < 1e-5 and abs(ppl_a - ppl_b) < 1e-5 * ppl_a
