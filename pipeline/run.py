@@ -11,6 +11,7 @@ fails in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import List, Optional
@@ -259,6 +260,23 @@ def _root_user_error(error: BaseException):
     return None
 
 
+# What a full or read-only disk raises, wherever it is hit.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def _disk_problem(error: BaseException) -> Optional[str]:
+    """`<what> writing <file>` if a full or read-only disk is behind `error`, else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+            return f"{os.strerror(error.errno)} writing {error.filename or 'a file'}"
+        if "database or disk is full" in str(error):  # SQLite (MLflow's and ML Metadata's stores)
+            return "disk full writing a SQLite store (MLflow or ML Metadata)"
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     quiet_environment(args.verbose)  # before TensorFlow is imported
@@ -282,9 +300,17 @@ def main(argv=None) -> int:
         return 130
     except Exception as e:  # pylint: disable=broad-except
         user_error = _root_user_error(e)
-        if user_error is None:
+        if user_error is not None:
+            print(f"error: {user_error}", file=sys.stderr)
+            return 1
+        disk = _disk_problem(e)
+        if disk is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
+        print(
+            f"error: {disk}; free space, or point output_dir and pipeline_root at another disk. "
+            "Finished components are cached: the same command resumes.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

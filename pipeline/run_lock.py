@@ -36,10 +36,18 @@ class RunInProgressError(UserInputError):
 
 @contextlib.contextmanager
 def output_lock(output_dir: str) -> Iterator[None]:
-    """Holds `<output_dir>/.run.lock` for the block; raises RunInProgressError if taken."""
-    os.makedirs(output_dir, exist_ok=True)
+    """Holds `<output_dir>/.run.lock` for the block; raises RunInProgressError if taken,
+    UserInputError if the folder cannot be written (read-only, no permission)."""
     path = os.path.join(output_dir, LOCK_FILE)
-    with open(path, "a+", encoding="utf-8") as f:
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed below, after the lock)
+    except OSError as e:
+        raise UserInputError(
+            f"output_dir {output_dir} cannot be written ({e.strerror}); point it at a writable folder "
+            "with --set output_dir=..."
+        ) from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,5 +1,9 @@
 """`pipeline/run.py` refuses bad configs and bad inputs before any work, in one line."""
 
+import errno
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -63,3 +67,55 @@ def test_a_tracking_server_that_is_down_is_one_line_in_seconds_before_any_work(c
     )
     assert len(err.splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing started: no MLMD store, no artifacts
+
+
+def test_an_output_dir_that_cannot_be_written_is_one_line(capsys):
+    code, err = _main(capsys, "output_dir=/sys/minigpt-out")  # read-only even for root
+    assert code == 1
+    assert err == (
+        "error: output_dir /sys/minigpt-out cannot be written (Operation not permitted); "
+        "point it at a writable folder with --set output_dir=..."
+    )
+
+
+@pytest.mark.parametrize(
+    "error, problem",
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/out/x.gz"), "No space left on device writing /out/x.gz"),
+        (OSError(errno.EFBIG, "File too large", "/out/big"), "File too large writing /out/big"),
+        (RuntimeError("(sqlite3.OperationalError) database or disk is full"), "disk full writing a SQLite store"),
+    ],
+)
+def test_a_full_disk_deep_inside_a_component_is_one_line(capsys, monkeypatch, tmp_path, error, problem):
+    def fail(cfg, args):
+        try:
+            raise error
+        except Exception as inner:
+            raise RuntimeError("Execution 5 failed") from inner  # as TFX wraps it
+
+    monkeypatch.setattr(run, "run", fail)
+    code, err = _main(capsys, f"output_dir={tmp_path}")
+    assert code == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: {problem}") and "the same command resumes" in err
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs), where this machine lets us mount one."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_mid_run_is_one_line_without_traceback(tiny_disk):
+    cmd = [sys.executable, run.__file__, "--config", TINY_CONFIG, "--set", f"output_dir={tiny_disk}/out"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # where the disk fills first may vary
+    assert last.startswith("error: ") and "free space, or point output_dir and pipeline_root" in last
