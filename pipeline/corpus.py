@@ -25,6 +25,8 @@ EMBEDDED = "embedded"
 DOWNLOAD_SCHEMES = ("http", "https", "file")
 # Seconds without a byte from the server before a download is given up.
 DOWNLOAD_TIMEOUT_S = 60
+# The first bytes of a gzip file, whatever its name.
+GZIP_MAGIC = b"\x1f\x8b"
 # What a failed fetch raises: the user can fix these (URL, network, server).
 NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
@@ -186,7 +188,18 @@ def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
             "credentials (gcloud auth application-default login)."
         ) from None
     if not exists:
+        if os.path.islink(path):  # exists() follows links: a dangling or looping one
+            raise InputDataError(f"{key}: split file {path} is a symbolic link that leads nowhere (or in a loop).")
         raise InputDataError(f"{key}: split file {path} does not exist; check data.corpus and {key}.")
-    if tf.io.gfile.isdir(path) or tf.io.gfile.stat(path).length == 0:
+    if tf.io.gfile.isdir(path):
+        raise InputDataError(f"{key}: {path} is a directory; {key} must name a text file in data.corpus.")
+    if tf.io.gfile.stat(path).length == 0:
         raise InputDataError(f"{key}: split file {path} is empty; it needs one paragraph per line.")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        magic = f.read(len(GZIP_MAGIC))
+    if magic == GZIP_MAGIC and not path.endswith(".gz"):
+        raise InputDataError(
+            f"{key}: split file {path} is gzip-compressed; decompress it (gunzip), or name it with a .gz "
+            "suffix (and set the key to that name) so the reader decompresses it."
+        )
     return path

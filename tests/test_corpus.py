@@ -1,5 +1,6 @@
 """The corpus sources: the embedded copy, local directories, and the zip download."""
 
+import gzip
 import hashlib
 import http.server
 import os
@@ -140,6 +141,24 @@ def test_split_file_checks_name_the_file(tiny_corpus):
     (tiny_corpus / "empty.txt").write_text("")
     with pytest.raises(InputDataError, match=r"empty.txt is empty"):
         check_split_file(str(tiny_corpus), "empty.txt", "data.eval_file")
+
+
+def test_hostile_split_files_are_named_with_the_fix(tiny_corpus):
+    (tiny_corpus / "folder.txt").mkdir()
+    os.symlink("loop.txt", tiny_corpus / "loop.txt")
+    os.symlink("gone.txt", tiny_corpus / "dangling.txt")
+    with gzip.open(tiny_corpus / "packed.txt", "wb") as f:
+        f.write((tiny_corpus / "train.txt").read_bytes())
+    (tiny_corpus / "packed.txt.gz").write_bytes((tiny_corpus / "packed.txt").read_bytes())
+    for name, problem in [
+        ("folder.txt", "is a directory; data.train_file must name a text file"),
+        ("loop.txt", "is a symbolic link that leads nowhere"),
+        ("dangling.txt", "is a symbolic link that leads nowhere"),
+        ("packed.txt", r"is gzip-compressed; decompress it \(gunzip\), or name it with a .gz suffix"),
+    ]:
+        with pytest.raises(InputDataError, match=rf"^data.train_file: .*{name} {problem}"):
+            check_split_file(str(tiny_corpus), name, "data.train_file")
+    assert check_split_file(str(tiny_corpus), "packed.txt.gz", "data.train_file").endswith("packed.txt.gz")
 
 
 def test_a_bucket_that_cannot_be_read_is_one_line_naming_the_file():

@@ -1,5 +1,6 @@
 """TextExampleGen: the length filter, line accounting and bad-input handling."""
 
+import gzip
 import hashlib
 import json
 import os
@@ -118,3 +119,28 @@ def test_component_rejects_bad_arguments():
         TextExampleGen("/corpus", "train.txt", "valid.txt", -1)
     with pytest.raises(ValueError, match="pattern"):
         TextExampleGen("/corpus", "", "valid.txt", 450)
+
+
+def test_crlf_a_bom_nul_bytes_and_a_gzip_split_read_as_text(tiny_corpus, tmp_path):
+    """Windows line endings and a byte-order mark are not part of the text; NUL bytes
+    inside a line are kept as they are; a `.gz` split is decompressed."""
+    lines = (tiny_corpus / "train.txt").read_bytes().splitlines()
+    (tiny_corpus / "train.txt").write_bytes(executor.UTF8_BOM + b"\r\n".join(lines) + b"\r\n")
+    valid = (tiny_corpus / "valid.txt").read_bytes().splitlines()
+    valid[0] = valid[0][:100] + b"\x00\x00" + valid[0][100:]
+    with gzip.open(tiny_corpus / "valid.txt.gz", "wb") as f:
+        f.write(b"\n".join(valid) + b"\n")
+    examples = _run_executor(tiny_corpus, tmp_path / "examples", eval_="valid.txt.gz")
+    assert examples.get_int_custom_property("train_lines_read") == len(lines) == 192
+    assert examples.get_int_custom_property("train_lines_kept") == 160
+    assert examples.get_int_custom_property("eval_lines_kept") == 40
+    train = [example_text(r) for r in _records(artifact_utils.get_split_uri([examples], "train"))]
+    assert not any(t.endswith(b"\r") or t.startswith(executor.UTF8_BOM) for t in train)
+    assert sorted(train) == sorted(line for line in lines if len(line) > 450)
+    eval_texts = [example_text(r) for r in _records(artifact_utils.get_split_uri([examples], "eval"))]
+    assert valid[0] in eval_texts
+
+
+def _records(split_uri):
+    files = tf.io.gfile.glob(os.path.join(split_uri, "*.gz"))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]

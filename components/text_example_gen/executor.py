@@ -36,6 +36,7 @@ METRICS_NAMESPACE = "TextExampleGen"
 MAX_UNDECODABLE_FRACTION = 0.01
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
 # Counter `<pattern>:length_<lowest byte length>`: lines read, by length bucket.
 LENGTH_PREFIX = "length_"
 
@@ -56,6 +57,8 @@ class _FilterLines(beam.DoFn):
         self._split_pattern = split_pattern
 
     def process(self, line: bytes) -> Iterable[bytes]:
+        if line.startswith(UTF8_BOM):  # a file saved "with BOM": not part of the text
+            line = line[len(UTF8_BOM) :]
         self._counters["lines_read"].inc()
         bucket = counter_name(self._split_pattern, f"{LENGTH_PREFIX}{length_bucket(len(line))}")
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, bucket).inc()
