@@ -14,7 +14,7 @@ from __future__ import annotations
 TEXT_FEATURE = "text"
 # Per-split line counts TextExampleGen records on the Examples artifact, as
 # `<split>_<counter>` integer custom properties (e.g. `train_lines_kept`).
-LINE_COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_not_utf8")
+LINE_COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_too_long", "lines_not_utf8")
 # Where each split came from, as `<split>_<name>` string custom properties: the file
 # pattern read (path or URI), the sha256 of its files' bytes in name order, and the
 # histogram of its line lengths (JSON: bucket's lowest byte length -> lines). Tokenize

@@ -40,6 +40,9 @@ class DataConfig:
     eval_file: str = "valid.txt"
     # Keep lines strictly longer than this many bytes (the reference's tf.strings.length).
     min_training_seq_len: int = 450
+    # Skip (and count, as lines_too_long) lines longer than this many bytes: a paragraph
+    # of megabytes is a broken file (SimpleBooks' longest lines are a few KB).
+    max_line_bytes: int = 1_000_000
     # sha256 (64 hex digits) the downloaded zip must have; null: not checked. A mismatch
     # removes the download and stops the run.
     sha256: Optional[str] = None
@@ -410,6 +413,8 @@ def validate(cfg: PipelineConfig) -> None:
         raise ConfigError("data.sha256", "must be 64 lowercase hex digits (sha256sum's output) or null")
     if cfg.data.min_training_seq_len < 0:
         raise ConfigError("data.min_training_seq_len", f"must be >= 0, got {cfg.data.min_training_seq_len}")
+    if cfg.data.max_line_bytes <= cfg.data.min_training_seq_len:
+        raise ConfigError("data.max_line_bytes", "must be larger than data.min_training_seq_len")
     if any(arg.startswith("--runner") for arg in cfg.beam.extra_args):
         raise ConfigError("beam.extra_args", "must not name a runner: use run.py's --runner flag")
     if cfg.beam.direct_running_mode not in DIRECT_RUNNING_MODES:

@@ -101,6 +101,7 @@ def create_pipeline(
         train_pattern=cfg.data.train_file,
         eval_pattern=cfg.data.eval_file,
         min_training_seq_len=cfg.data.min_training_seq_len,
+        max_line_bytes=cfg.data.max_line_bytes,
     )
     # WordPiece vocabulary learned from the train split (Beam counts, one learner).
     vocab_gen = VocabGen(

@@ -144,3 +144,14 @@ def test_crlf_a_bom_nul_bytes_and_a_gzip_split_read_as_text(tiny_corpus, tmp_pat
 def _records(split_uri):
     files = tf.io.gfile.glob(os.path.join(split_uri, "*.gz"))
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def test_a_line_of_megabytes_is_skipped_counted_and_reported(tiny_corpus, tmp_path, caplog):
+    huge = b"word " * 400_000  # 2 MB in one "paragraph"
+    with open(tiny_corpus / "train.txt", "ab") as f:
+        f.write(huge + b"\n")
+    caplog.set_level("WARNING")
+    examples = _run_executor(tiny_corpus, tmp_path / "examples")
+    assert examples.get_int_custom_property("train_lines_too_long") == 1
+    assert examples.get_int_custom_property("train_lines_kept") == 160
+    assert "skipped 1 lines longer than data.max_line_bytes" in caplog.text

@@ -10,15 +10,16 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
 from components.text_example_gen import executor
-from components.text_example_gen.executor import MIN_LENGTH_KEY
+from components.text_example_gen.executor import MAX_LENGTH_KEY, MIN_LENGTH_KEY
 
 
 class TextExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
-    """FileBasedExampleGen's spec plus the line-length filter."""
+    """FileBasedExampleGen's spec plus the line-length filter's two bounds."""
 
     PARAMETERS = {
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         MIN_LENGTH_KEY: ExecutionParameter(type=int),
+        MAX_LENGTH_KEY: ExecutionParameter(type=int),
     }
 
 
@@ -39,6 +40,7 @@ class TextExampleGen(base_component.BaseComponent):
         train_pattern: str,
         eval_pattern: str,
         min_training_seq_len: int,
+        max_line_bytes: int = 1_000_000,
     ):
         """Builds the component.
 
@@ -47,12 +49,16 @@ class TextExampleGen(base_component.BaseComponent):
           train_pattern: file name or glob of the training split, relative to input_base.
           eval_pattern: file name or glob of the evaluation split.
           min_training_seq_len: int, keep lines strictly longer than this many bytes.
+          max_line_bytes: int, skip (and count) lines longer than this: a "paragraph" of
+            megabytes is a broken file, and would cost minutes in every Beam step.
 
         Raises:
-          ValueError: on a negative length or an empty pattern.
+          ValueError: on a negative length, bounds that keep nothing, or an empty pattern.
         """
         if min_training_seq_len < 0:
             raise ValueError(f"min_training_seq_len must be >= 0, got {min_training_seq_len}.")
+        if max_line_bytes <= min_training_seq_len:
+            raise ValueError(f"max_line_bytes ({max_line_bytes}) must exceed min_training_seq_len.")
         if not train_pattern or not eval_pattern:
             raise ValueError("train_pattern and eval_pattern must both be set.")
         input_config = example_gen_pb2.Input(
@@ -70,6 +76,7 @@ class TextExampleGen(base_component.BaseComponent):
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             min_training_seq_len=min_training_seq_len,
+            max_line_bytes=max_line_bytes,
             examples=types.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=spec)

@@ -31,6 +31,7 @@ from components.formats import LINE_COUNTERS, length_bucket, text_to_example
 logger = logging.getLogger(__name__)
 
 MIN_LENGTH_KEY = "min_training_seq_len"
+MAX_LENGTH_KEY = "max_line_bytes"
 METRICS_NAMESPACE = "TextExampleGen"
 # Above this share of undecodable lines a file is taken to be in the wrong encoding.
 MAX_UNDECODABLE_FRACTION = 0.01
@@ -46,10 +47,12 @@ def counter_name(split_pattern: str, counter: str) -> str:
 
 
 class _FilterLines(beam.DoFn):
-    """Keeps lines longer than `min_length` bytes that decode as UTF-8, counting each fate."""
+    """Keeps lines longer than `min_length` bytes, at most `max_length` bytes, that decode
+    as UTF-8, counting each fate."""
 
-    def __init__(self, min_length: int, split_pattern: str):
+    def __init__(self, min_length: int, split_pattern: str, max_length: int = 1_000_000):
         self._min_length = min_length
+        self._max_length = max_length
         self._counters = {
             name: beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter_name(split_pattern, name))
             for name in LINE_COUNTERS
@@ -71,6 +74,9 @@ class _FilterLines(beam.DoFn):
         if len(line) <= self._min_length:
             self._counters["lines_too_short"].inc()
             return
+        if len(line) > self._max_length:
+            self._counters["lines_too_long"].inc()
+            return
         self._counters["lines_kept"].inc()
         yield line
 
@@ -83,14 +89,14 @@ def _TextToExample(  # pylint: disable=invalid-name
 ) -> beam.pvalue.PCollection:
     """Reads the text files matching `split_pattern` under input_base as Examples."""
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    min_length = int(exec_properties[MIN_LENGTH_KEY])
+    min_length, max_length = int(exec_properties[MIN_LENGTH_KEY]), int(exec_properties[MAX_LENGTH_KEY])
     file_pattern = os.path.join(input_base, split_pattern)
     logger.info("Reading %s (keeping lines longer than %d bytes).", file_pattern, min_length)
     return (
         pipeline
         # Bytes, not str: a stray non-UTF-8 line is counted and skipped, not a crash.
         | "ReadLines" >> beam.io.ReadFromText(file_pattern, coder=beam.coders.BytesCoder())
-        | "FilterLines" >> beam.ParDo(_FilterLines(min_length, split_pattern))
+        | "FilterLines" >> beam.ParDo(_FilterLines(min_length, split_pattern, max_length))
         | "ToExample" >> beam.Map(text_to_example)
     )
 
@@ -175,6 +181,8 @@ def _check_split(split: str, path: str, counts: Dict[str, int]) -> None:
         )
     if bad:
         logger.warning("%s: skipped %d lines that are not valid UTF-8.", path, bad)
+    if counts["lines_too_long"]:
+        logger.warning("%s: skipped %d lines longer than data.max_line_bytes.", path, counts["lines_too_long"])
     if counts["lines_kept"] == 0:
         raise InputDataError(
             f"{path}: no line of the {split} split is longer than data.min_training_seq_len "
