@@ -27,6 +27,7 @@ from tfx.utils import proto_utils
 
 from components.errors import InputDataError
 from components.formats import LINE_COUNTERS, length_bucket, text_to_example
+from components.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +59,13 @@ class _FilterLines(beam.DoFn):
             for name in LINE_COUNTERS
         }
         self._split_pattern = split_pattern
+        self._progress = Progress(f"TextExampleGen[{split_pattern}]", "lines read")
 
     def process(self, line: bytes) -> Iterable[bytes]:
         if line.startswith(UTF8_BOM):  # a file saved "with BOM": not part of the text
             line = line[len(UTF8_BOM) :]
         self._counters["lines_read"].inc()
+        self._progress.add()
         bucket = counter_name(self._split_pattern, f"{LENGTH_PREFIX}{length_bucket(len(line))}")
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, bucket).inc()
         try:

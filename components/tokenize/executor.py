@@ -22,6 +22,7 @@ from tfx.types import artifact_utils
 
 from components.artifact_types import Vocabulary, read_vocabulary
 from components.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS, example_text, ids_to_example
+from components.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class _TokenizeLines(beam.DoFn):
         }
         self._tokenizer = None
         self._unk_id = None
+        self._progress = Progress(f"Tokenize[{split}]", "lines tokenized")
 
     def setup(self) -> None:
         import keras_hub  # pylint: disable=import-outside-toplevel  (heavy; once per worker)
@@ -65,6 +67,7 @@ class _TokenizeLines(beam.DoFn):
             self._counters["unk_tokens"].inc(kept.count(self._unk_id))
             self._counters["truncated_sequences"].inc(int(len(ids) > self._seq_len))
             yield ids_to_example(kept).SerializeToString()
+        self._progress.add(len(lines))
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

@@ -24,6 +24,7 @@ import apache_beam as beam
 # keras_nlp's own pretokenizer, so the word-splitting rules cannot drift from it.
 from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
 
+from components.progress import Progress
 from components.vocab_gen import learner
 
 PRETOKENIZE_BATCH = 512
@@ -60,10 +61,12 @@ class _CountWordsInBatch(beam.DoFn):
 
     def __init__(self, lowercase: bool):
         self._lowercase = lowercase
+        self._progress = Progress("VocabGen", "lines pretokenized")
 
     def process(self, lines: List[bytes]) -> Iterable[WordCount]:
         for word, count in collections.Counter(pretokenize_lines(lines, self._lowercase)).items():
             yield word.decode("utf-8"), count
+        self._progress.add(len(lines))
 
 
 class _CorpusStatsFn(beam.CombineFn):
