@@ -28,7 +28,7 @@ from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args, 
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
 from pipeline.console import configure_logging, quiet_environment  # noqa: E402
 from pipeline.kubeflow import check_orchestrator  # noqa: E402
-from pipeline.run_lock import end_orphaned_runs, link_runs, output_lock  # noqa: E402
+from pipeline.run_lock import end_orphaned_executions, end_orphaned_runs, link_runs, output_lock  # noqa: E402
 
 RUNNERS = ("DirectRunner", "DataflowRunner")
 ORCHESTRATORS = ("local", "vertex", "kubeflow")
@@ -165,6 +165,8 @@ def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
         killed = end_orphaned_runs(cfg.metadata_path, cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name)
         for run_id in killed:
             print(f"MLflow run {run_id} was left RUNNING by a killed run of this folder: marked FAILED.", flush=True)
+        for execution in end_orphaned_executions(cfg.metadata_path):
+            print(f"{execution} was left RUNNING by a killed run of this folder: marked CANCELED.", flush=True)
         _run_locally(cfg, corpus_dir, beam_pipeline_args)
         evaluation = latest_run(cfg.metadata_path).evaluation or {}
         if killed and "mlflow_run_id" in evaluation:

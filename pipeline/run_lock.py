@@ -9,7 +9,8 @@ A run killed that way cannot end its MLflow run, which then stays RUNNING foreve
 this process holds the lock, no other process runs from this folder, so every MLflow
 run still RUNNING for a pipeline run recorded in this folder's ML Metadata is such a
 leftover: `end_orphaned_runs` marks each one FAILED, with a tag saying why, and
-`link_runs` links it with the run that followed. Runs logged from other folders or
+`link_runs` links it with the run that followed; `end_orphaned_executions` does the same
+for the ML Metadata executions the killed run left RUNNING (CANCELED). Runs logged from other folders or
 machines to the same tracking server are never touched.
 """
 
@@ -25,6 +26,7 @@ from components.errors import UserInputError
 
 LOCK_FILE = ".run.lock"
 ENDED_BY_TAG = "minigpt.ended_by"
+ENDED_BY_NEXT_RUN = "a later run: the process of this run died without ending it"
 # On the run that followed killed ones: their run ids; on each killed run: the follower.
 AFTER_KILLED_TAG = "minigpt.after_killed_runs"
 CONTINUED_BY_TAG = "minigpt.continued_by"
@@ -89,10 +91,31 @@ def end_orphaned_runs(metadata_path: str, tracking_uri: str, experiment_name: st
     ended = []
     for run in running:
         if run.data.tags.get(PIPELINE_RUN_ID_TAG) in ours:
-            client.set_tag(run.info.run_id, ENDED_BY_TAG, "a later run: the process of this run died without ending it")
+            client.set_tag(run.info.run_id, ENDED_BY_TAG, ENDED_BY_NEXT_RUN)
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             ended.append(run.info.run_id)
     return ended
+
+
+def end_orphaned_executions(metadata_path: str) -> List[str]:
+    """Marks CANCELED the ML Metadata executions a killed run of this folder left RUNNING
+    (TFX could not record their end); call while holding `output_lock`. Returns
+    `<component> (execution <id>)` for each. Their half-written outputs were never
+    published, so no later component consumes them."""
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
+
+    if not os.path.exists(metadata_path):
+        return []
+    with metadata.Metadata(metadata.sqlite_metadata_connection_config(metadata_path)) as m:
+        running = [e for e in m.store.get_executions() if e.last_known_state == metadata_store_pb2.Execution.RUNNING]
+        types = {t.id: t.name.rsplit(".", 1)[-1] for t in m.store.get_execution_types()}
+        for execution in running:
+            execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+            execution.custom_properties[ENDED_BY_TAG].string_value = ENDED_BY_NEXT_RUN
+        if running:
+            m.store.put_executions(running)
+    return [f"{types[e.type_id]} (execution {e.id})" for e in running]
 
 
 def link_runs(tracking_uri: str, new_run_id: str, killed_run_ids: List[str]) -> None:

@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,10 +12,13 @@ import time
 
 import numpy as np
 import pytest
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
 
 from components.lm_data import read_labels
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG
 from pipeline.config import flatten, load_config
+from pipeline.corpus import EMBEDDED_CORPUS_DIR as EMBEDDED
 from pipeline.run_summary import latest_run
 from tests.conftest import REPO_ROOT, TINY_CONFIG, TINY_CORPUS, artifact_paths, mlflow_runs, run_pipeline
 
@@ -277,3 +282,36 @@ def test_two_runs_in_two_folders_learn_the_same_and_leak_no_secret(tmp_path, mon
     assert vocab_a == vocab_b
     np.testing.assert_array_equal(ids_a, ids_b)
     assert abs(loss_a - loss_b) < 1e-5 and abs(ppl_a - ppl_b) < 1e-5 * ppl_a
+
+
+def test_a_run_killed_in_a_beam_step_is_rerun_and_its_half_output_never_consumed(tmp_path):
+    """SIGKILL while TextExampleGen writes: the same command completes; ML Metadata shows
+    the killed execution CANCELED, and no component ever read an output of it."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train.txt").write_bytes((pathlib.Path(EMBEDDED) / "train.txt").read_bytes() * 8)  # ~37 MB
+    shutil.copy(pathlib.Path(EMBEDDED) / "valid.txt", corpus / "valid.txt")
+    out = tmp_path / "out"
+    overrides = [f"data.corpus={corpus}", "vocab.vocabulary_size=2000"]
+    cmd = [sys.executable, f"{REPO_ROOT}/pipeline/run.py", "--config", TINY_CONFIG, "--set", f"output_dir={out}"]
+    for item in overrides:
+        cmd += ["--set", item]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "TextExampleGen: started" in line:
+            break
+    time.sleep(2)  # reading and writing the examples (~10 s for this corpus)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    again = run_pipeline(out, *overrides)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "TextExampleGen (execution 1) was left RUNNING by a killed run of this folder" in again.stdout
+    with metadata.Metadata(metadata.sqlite_metadata_connection_config(str(out / "metadata.sqlite"))) as m:
+        killed = m.store.get_executions_by_id([1])[0]
+        assert killed.last_known_state == metadata_store_pb2.Execution.CANCELED
+        events = m.store.get_events_by_execution_ids([e.id for e in m.store.get_executions()])
+    half_written = {e.artifact_id for e in events if e.execution_id == 1 and e.type == metadata_store_pb2.Event.OUTPUT}
+    consumed = {e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT}
+    assert not half_written & consumed
+    assert latest_run(str(out / "metadata.sqlite")).states["Evaluator"] == "COMPLETE"

@@ -7,11 +7,15 @@ import sys
 import time
 
 import pytest
+from ml_metadata.proto import metadata_store_pb2
 from mlflow.tracking import MlflowClient
+from tfx.orchestration import metadata
 
 from components.tracking import PipelineRun
-from pipeline.run_lock import ENDED_BY_TAG, RunInProgressError, end_orphaned_runs, output_lock
+from pipeline.run_lock import ENDED_BY_TAG, RunInProgressError, end_orphaned_executions, end_orphaned_runs, output_lock
 from tests.test_run_summary import COMPLETE, record_pipeline_run
+
+RUNNING = metadata_store_pb2.Execution.RUNNING
 
 
 def test_a_second_run_in_the_same_folder_is_refused_with_the_holder(tmp_path):
@@ -61,3 +65,14 @@ def test_only_runs_of_this_folder_are_ended(tmp_path):
     assert client.get_run(finished.run_id).info.status == "FINISHED"
     assert client.get_run(elsewhere.run_id).info.status == "RUNNING"
     assert end_orphaned_runs(str(tmp_path / "none.sqlite"), uri, "exp") == []
+
+
+def test_executions_a_killed_run_left_running_are_canceled(tmp_path):
+    metadata_path = str(tmp_path / "metadata.sqlite")
+    record_pipeline_run(metadata_path, "run-1", {"TextExampleGen": COMPLETE, "VocabGen": RUNNING})
+    assert end_orphaned_executions(metadata_path) == ["VocabGen (execution 2)"]
+    with metadata.Metadata(metadata.sqlite_metadata_connection_config(metadata_path)) as m:
+        states = {e.id: e.last_known_state for e in m.store.get_executions()}
+        assert states == {1: COMPLETE, 2: metadata_store_pb2.Execution.CANCELED}
+    assert end_orphaned_executions(metadata_path) == []  # nothing left to end
+    assert end_orphaned_executions(str(tmp_path / "none.sqlite")) == []
