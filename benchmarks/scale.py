@@ -1,0 +1,141 @@
+"""The Beam steps at growing corpus sizes: wall time per step and peak memory.
+
+A benchmark, not a test. For each size, a synthetic corpus (gutenberg-large's train
+lines repeated up to that many MB; its valid split as the eval split) goes through
+TextExampleGen, VocabGen and Tokenize, the executors the pipeline runs, in a fresh
+child process. Reported per size: each step's seconds and the child's peak RSS
+(`wait4`). With `--mode in_memory` every Beam worker is that child, so its peak RSS is
+the whole job's; `multi_processing` workers are its children and are not counted.
+
+Usage:
+  python benchmarks/scale.py [--sizes 100,300,1000] [--mode in_memory] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from benchmarks.vocab import DEFAULT_CORPUS  # noqa: E402
+
+RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder with train.txt and valid.txt to repeat")
+    p.add_argument("--sizes", default="100,300,1000", help="train split sizes in MB")
+    p.add_argument("--mode", default="in_memory", choices=["in_memory", "multi_processing"])
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--child", nargs=3, metavar=("CORPUS_DIR", "WORK_DIR", "MODE"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def build_corpus(source: str, folder: str, megabytes: int) -> None:
+    """train.txt: `source`'s train lines repeated to `megabytes`; valid.txt: its valid split."""
+    with open(os.path.join(source, "train.txt"), "rb") as f:
+        text = f.read()
+    target = megabytes * 2**20
+    with open(os.path.join(folder, "train.txt"), "wb") as f:
+        written = 0
+        while written < target:
+            chunk = text[: target - written]
+            f.write(chunk if chunk.endswith(b"\n") else chunk + b"\n")
+            written += len(chunk)
+    with open(os.path.join(source, "valid.txt"), "rb") as src, open(os.path.join(folder, "valid.txt"), "wb") as dst:
+        dst.write(src.read())
+
+
+def run_steps(corpus_dir: str, work_dir: str, mode: str) -> dict:
+    """TextExampleGen, VocabGen and Tokenize on `corpus_dir`, as the pipeline runs them."""
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.types import Channel, standard_artifacts
+
+    from components.artifact_types import Vocabulary
+    from components.text_example_gen import executor as text_executor
+    from components.text_example_gen.component import TextExampleGen
+    from components.tokenize import executor as tokenize_executor
+    from components.tokenize.component import Tokenize
+    from components.vocab_gen import executor as vocab_executor
+    from components.vocab_gen.component import VocabGen
+
+    workers = "0" if mode == "multi_processing" else "1"
+    beam_args = ["--runner=DirectRunner", f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+    context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args, tmp_dir=os.path.join(work_dir, "tmp"))
+    examples, vocabulary, token_ids = standard_artifacts.Examples(), Vocabulary(), standard_artifacts.Examples()
+    examples.uri, vocabulary.uri, token_ids.uri = (os.path.join(work_dir, n) for n in ("examples", "vocab", "ids"))
+    seconds = {}
+
+    start = time.perf_counter()
+    props = dict(TextExampleGen(corpus_dir, "train.txt", "valid.txt", 450).exec_properties)
+    text_executor.Executor(context).Do({}, {"examples": [examples]}, props)
+    seconds["TextExampleGen"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    props = VocabGen(examples=Channel(type=standard_artifacts.Examples), vocabulary_size=5000, reserved_tokens=RESERVED)
+    vocab_executor.Executor(context).Do({"examples": [examples]}, {"vocabulary": [vocabulary]}, props.exec_properties)
+    seconds["VocabGen"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    inputs = {"examples": Channel(type=standard_artifacts.Examples), "vocabulary": Channel(type=Vocabulary)}
+    props = Tokenize(**inputs, seq_len=128, lowercase=True).exec_properties
+    tokenize_executor.Executor(context).Do(
+        {"examples": [examples], "vocabulary": [vocabulary]}, {"token_ids": [token_ids]}, props
+    )
+    seconds["Tokenize"] = time.perf_counter() - start
+    return {"seconds": seconds, "lines_kept": examples.get_int_custom_property("train_lines_kept")}
+
+
+def measure(corpus: str, megabytes: int, mode: str) -> dict:
+    """One size in a fresh child process: its step seconds and its peak RSS in MB."""
+    with tempfile.TemporaryDirectory() as folder:
+        corpus_dir = os.path.join(folder, "corpus")
+        os.makedirs(corpus_dir)
+        build_corpus(corpus, corpus_dir, megabytes)
+        result_path = os.path.join(folder, "result.json")
+        command = [sys.executable, __file__, "--child", corpus_dir, folder, mode]
+        with open(result_path, "w") as out:
+            child = subprocess.Popen(command, stdout=out)
+            _, status, usage = os.wait4(child.pid, 0)
+        if status != 0:
+            sys.exit(f"{megabytes} MB: the child failed (status {status})")
+        with open(result_path) as f:
+            result = json.load(f)
+    result.update(megabytes=megabytes, peak_rss_mb=usage.ru_maxrss / 1024)
+    return result
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        print(json.dumps(run_steps(*args.child)))
+        return
+    rows = []
+    for megabytes in (int(s) for s in args.sizes.split(",")):
+        rows.append(measure(args.corpus, megabytes, args.mode))
+        row = rows[-1]
+        print(f"{megabytes} MB: {row['seconds']}, peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+    print(f"\n{args.mode}, {os.cpu_count()} cores")
+    header = ("train MB", "lines kept", "TextExampleGen s", "VocabGen s", "Tokenize s", "peak RSS MB")
+    print("".join(f"{h:>{w}}" for h, w in zip(header, (9, 12, 18, 12, 12, 13))))
+    for row in rows:
+        s = row["seconds"]
+        print(
+            f"{row['megabytes']:>9}{row['lines_kept']:>12,}{s['TextExampleGen']:>18.1f}{s['VocabGen']:>12.1f}"
+            f"{s['Tokenize']:>12.1f}{row['peak_rss_mb']:>13.0f}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"mode": args.mode, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
