@@ -10,6 +10,9 @@ build or parse records.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Sequence
+
 # Examples: gzip TFRecords of tf.train.Example{text: bytes}, one paragraph each.
 TEXT_FEATURE = "text"
 # Per-split line counts TextExampleGen records on the Examples artifact, as
@@ -22,6 +25,19 @@ LINE_COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_too_long"
 SOURCE_PROPERTIES = ("source", "sha256", "length_histogram")
 # Line-length buckets of that histogram: [0, 50), [50, 100), ... and [2000, inf).
 LENGTH_BUCKET_BYTES, LENGTH_BUCKETS = 50, 41
+
+
+def files_sha256(paths: Sequence[str]) -> str:
+    """sha256 of the bytes of `paths` (local or gs://) read one after the other: a corpus's
+    identity whatever its modification times (a split's `sha256`, a pinned zip's digest)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    digest = hashlib.sha256()
+    for path in paths:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def length_bucket(num_bytes: int) -> int:

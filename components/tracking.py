@@ -105,6 +105,14 @@ def check_reachable(tracking_uri: str, timeout_s: int = 5) -> Optional[str]:
             return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
+def artifact_paths(client: MlflowClient, run_id: str, path: str = "") -> List[str]:
+    """Every artifact file of a run (under `path`), walking its folders."""
+    paths: List[str] = []
+    for info in client.list_artifacts(run_id, path):
+        paths += artifact_paths(client, run_id, info.path) if info.is_dir else [info.path]
+    return paths
+
+
 def tracking_from_environment() -> Dict[str, str]:
     """{"tracking_uri", "experiment_name"} from MLflow's variables, which the runner sets.
 

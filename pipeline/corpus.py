@@ -6,7 +6,6 @@ SimpleBooks' layout: one paragraph per line, UTF-8, `train.txt` / `valid.txt`.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -18,6 +17,7 @@ from typing import Optional
 from urllib.parse import urlparse
 
 from components.errors import InputDataError
+from components.formats import files_sha256
 
 # gutenberg-small: 10 public-domain books in SimpleBooks' layout (see SOURCE.md there).
 EMBEDDED_CORPUS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "embedded_corpus")
@@ -85,15 +85,12 @@ def _check_sha256(url: str, zip_path: str, extracted: str, expected: str) -> Non
             _download(url, zip_path)
     except NETWORK_ERRORS as e:
         raise InputDataError(f"data.corpus: could not download {url} ({e.__class__.__name__}: {e}).") from e
-    digest = hashlib.sha256()
-    with open(zip_path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != expected:
+    actual = files_sha256([zip_path])
+    if actual != expected:
         os.remove(zip_path)
         shutil.rmtree(extracted, ignore_errors=True)
         raise InputDataError(
-            f"data.sha256: {url} has sha256 {digest.hexdigest()}, not {expected}; the download was removed. "
+            f"data.sha256: {url} has sha256 {actual}, not {expected}; the download was removed. "
             "Check the URL, or update data.sha256 if the file changed on purpose."
         )
 

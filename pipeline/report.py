@@ -15,11 +15,12 @@ import html
 import json
 import os
 import tempfile
-from typing import Dict, Iterable, List, Sequence
+from typing import Iterable, List, Sequence
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from components.tracking import PipelineRun, artifact_paths
 from pipeline.run_summary import RunSummary
 
 REPORT_FILE = "report.html"
@@ -71,18 +72,9 @@ def _samples(client: MlflowClient, run_id: str, logged: set, folder: str, decode
     return "".join(parts)
 
 
-def _logged_paths(client: MlflowClient, run_id: str, path: str = "") -> set:
-    found = set()
-    for item in client.list_artifacts(run_id, path):
-        found |= _logged_paths(client, run_id, item.path) if item.is_dir else {item.path}
-    return found
-
-
 def _epochs(client: MlflowClient, run_id: str) -> List[List]:
     names = ("train/loss", "val/loss", "train/perplexity", "val/perplexity", "train/epoch_seconds")
-    history: Dict[str, Dict[int, float]] = {
-        name: {m.step: m.value for m in client.get_metric_history(run_id, name)} for name in names
-    }
+    history = {name: dict(points) for name, points in PipelineRun(client, run_id).metric_history(names).items()}
     steps = sorted(set().union(*(h.keys() for h in history.values())))
     return [[step, *(history[name].get(step, "") for name in names)] for step in steps]
 
@@ -91,7 +83,7 @@ def build_report(summary: RunSummary, run: Run, client: MlflowClient, folder: st
     """The HTML page for one pipeline run whose results live in MLflow run `run`
     (artifacts are downloaded to `folder`)."""
     run_id, metrics, params = run.info.run_id, run.data.metrics, run.data.params
-    logged = _logged_paths(client, run_id)
+    logged = set(artifact_paths(client, run_id))
     evaluation = summary.evaluation or {}
     leaderboard = evaluation.get("leaderboard", [])
     sections = [

@@ -14,7 +14,7 @@ import argparse
 import errno
 import os
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 # Run as a script, Python puts pipeline/ first on sys.path, where pipeline/pipeline.py
 # would shadow the `pipeline` package; the repository root belongs there instead.
@@ -251,15 +251,18 @@ def print_summary(cfg: PipelineConfig) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _root_user_error(error: BaseException):
-    """The UserInputError behind `error`, if any (Beam and TFX may wrap it)."""
+def _exception_chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and the exceptions behind it (causes, else contexts), each once."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, UserInputError):
-            return error
+        yield error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return None
+
+
+def _root_user_error(error: BaseException):
+    """The UserInputError behind `error`, if any (Beam and TFX may wrap it)."""
+    return next((e for e in _exception_chain(error) if isinstance(e, UserInputError)), None)
 
 
 # What a full or read-only disk raises, wherever it is hit.
@@ -268,14 +271,11 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 def _disk_problem(error: BaseException) -> Optional[str]:
     """`<what> writing <file>` if a full or read-only disk is behind `error`, else None."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
-            return f"{os.strerror(error.errno)} writing {error.filename or 'a file'}"
-        if "database or disk is full" in str(error):  # SQLite (MLflow's and ML Metadata's stores)
+    for e in _exception_chain(error):
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            return f"{os.strerror(e.errno)} writing {e.filename or 'a file'}"
+        if "database or disk is full" in str(e):  # SQLite (MLflow's and ML Metadata's stores)
             return "disk full writing a SQLite store (MLflow or ML Metadata)"
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
     return None
 
 

@@ -89,13 +89,6 @@ def mlflow_runs(output_dir, tracking_uri=None):
     return client, runs
 
 
-def artifact_paths(client, run_id, path=""):
-    paths = []
-    for info in client.list_artifacts(run_id, path):
-        paths += artifact_paths(client, run_id, info.path) if info.is_dir else [info.path]
-    return paths
-
-
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (now)."""
     with socket.socket() as s:

@@ -16,11 +16,11 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from components.lm_data import read_labels
-from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG
+from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, artifact_paths
 from pipeline.config import flatten, load_config
 from pipeline.corpus import EMBEDDED_CORPUS_DIR as EMBEDDED
 from pipeline.run_summary import latest_run
-from tests.conftest import REPO_ROOT, TINY_CONFIG, TINY_CORPUS, artifact_paths, mlflow_runs, run_pipeline
+from tests.conftest import REPO_ROOT, TINY_CONFIG, TINY_CORPUS, mlflow_runs, run_pipeline
 
 pytestmark = pytest.mark.slow
 DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from tests.conftest import artifact_paths, free_port, mlflow_runs, run_pipeline, wait_for_http
+from components.tracking import artifact_paths
+from tests.conftest import free_port, mlflow_runs, run_pipeline, wait_for_http
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,6 @@ artifact, and refuses to publish a split that has nothing to train on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,7 +25,14 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.errors import InputDataError
-from components.formats import LINE_COUNTERS, length_bucket, text_to_example
+from components.formats import (
+    LENGTH_BUCKET_BYTES,
+    LENGTH_BUCKETS,
+    LINE_COUNTERS,
+    files_sha256,
+    length_bucket,
+    text_to_example,
+)
 from components.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -58,7 +64,11 @@ class _FilterLines(beam.DoFn):
             name: beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter_name(split_pattern, name))
             for name in LINE_COUNTERS
         }
-        self._split_pattern = split_pattern
+        # One counter per length bucket, made once: this runs for every line.
+        self._length_counters = {
+            low: beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter_name(split_pattern, f"{LENGTH_PREFIX}{low}"))
+            for low in range(0, LENGTH_BUCKETS * LENGTH_BUCKET_BYTES, LENGTH_BUCKET_BYTES)
+        }
         self._progress = Progress(f"TextExampleGen[{split_pattern}]", "lines read")
 
     def process(self, line: bytes) -> Iterable[bytes]:
@@ -66,8 +76,7 @@ class _FilterLines(beam.DoFn):
             line = line[len(UTF8_BOM) :]
         self._counters["lines_read"].inc()
         self._progress.add()
-        bucket = counter_name(self._split_pattern, f"{LENGTH_PREFIX}{length_bucket(len(line))}")
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, bucket).inc()
+        self._length_counters[length_bucket(len(line))].inc()
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
@@ -145,7 +154,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 for name, value in split_counts.items():
                     examples.set_int_custom_property(f"{split.name}_{name}", value)
                 examples.set_string_custom_property(f"{split.name}_source", path)
-                examples.set_string_custom_property(f"{split.name}_sha256", files_sha256(path))
+                examples.set_string_custom_property(
+                    f"{split.name}_sha256", files_sha256(sorted(tf.io.gfile.glob(path)))
+                )
                 histogram = {
                     name[len(f"{split.pattern}:{LENGTH_PREFIX}") :]: value
                     for name, value in counts.items()
@@ -157,17 +168,6 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             # Leave nothing behind that looks like a complete Examples artifact.
             fileio.rmtree(examples.uri)
             raise
-
-
-def files_sha256(pattern: str) -> str:
-    """sha256 of the bytes of every file matching `pattern` (local or gs://), in name order:
-    the corpus's identity, whatever its modification times."""
-    digest = hashlib.sha256()
-    for path in sorted(tf.io.gfile.glob(pattern)):
-        with tf.io.gfile.GFile(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _query_counters(result: beam.runners.runner.PipelineResult) -> Dict[str, int]:
