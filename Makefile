@@ -27,7 +27,7 @@ run: $(STAMP)
 # The MLflow UI on this machine only (127.0.0.1), on the store `make run` writes.
 UI_PORT ?= 5000
 ui: $(STAMP)
-	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (Ctrl-C stops it)"
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C stops it)"
 	$(VENV)/bin/mlflow server --host 127.0.0.1 --port $(UI_PORT) --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db
 
 # Lint and format checks first (seconds), then the tests.

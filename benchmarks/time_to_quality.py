@@ -11,7 +11,8 @@ metric (keras_hub Perplexity, [PAD] masked):
               shuffled each epoch, `train.*` speed settings from pipeline/config.py
 
 It reports when ours reaches the reference's final val perplexity, and how much sooner.
-`--epochs` and `--max-seconds` (per recipe) bound the run.
+The recipes alternate epoch by epoch (see `Recipe`); seconds are each recipe's own
+training and validation time. `--epochs` and `--max-seconds` (per recipe) bound the run.
 
 Usage: python benchmarks/time_to_quality.py [--corpus DIR] [--epochs 6] [--max-seconds S] [--json PATH]
 """
@@ -48,62 +49,51 @@ from components.minigpt.training import build_trainable_model  # noqa: E402
 DEFAULT_CORPUS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "gutenberg-large")
 
 
-class EpochClock(keras.callbacks.Callback):
-    """Seconds since training began at each epoch's end; stops after `max_seconds`."""
+class Recipe:
+    """One recipe's model and data, trained one epoch at a time so two recipes interleave.
 
-    def __init__(self, max_seconds: float):
-        super().__init__()
-        self.max_seconds = max_seconds
-        self.seconds = []
-        self._start = 0.0
+    This host's speed drifts by up to 2x over minutes, so the two recipes alternate epoch
+    by epoch instead of running one after the other: a slow stretch hits both alike.
+    """
 
-    def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
+    def __init__(self, name: str, train_lines, valid_lines, vocab, seed: int):
+        self.name, self.seconds, self.val_perplexity, self._epoch = name, [], [], 0
+        codec = TextCodec(vocab, SEQ_LEN)
+        keras.utils.set_random_seed(seed)
+        if name == "reference":
+            self.model = build_model(GPTConfig(vocabulary_size=len(vocab)))
+            compile_model(self.model, 1e-3)
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+            def text_batches(lines, shuffle):
+                ds = tf.data.Dataset.from_tensor_slices(lines).batch(BATCH)
+                ds = ds.shuffle(256) if shuffle else ds
+                return ds.map(codec.features_and_labels, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+            self._fit_args = dict(x=text_batches(train_lines, True), validation_data=text_batches(valid_lines, False))
+        else:
+            self.model = build_trainable_model(GPTConfig(vocabulary_size=len(vocab)), 1e-3, our_settings())
+            # Tokenizing is the pipeline's Tokenize step, once, before the Trainer: not timed here.
+            labels, valid = token_labels(codec, train_lines), token_labels(codec, valid_lines)
+            self._fit_args = dict(
+                x=features_from_labels(labels, BOS_ID),
+                y=labels,
+                batch_size=BATCH,
+                shuffle=True,
+                validation_data=(features_from_labels(valid, BOS_ID), valid),
+            )
+
+    def train_epoch(self) -> None:
+        """Fit one more epoch (validation included) and record its val perplexity and the running seconds."""
+        start = time.perf_counter()
+        history = self.model.fit(**self._fit_args, initial_epoch=self._epoch, epochs=self._epoch + 1, verbose=0)
+        self._epoch += 1
+        self.seconds.append((self.seconds[-1] if self.seconds else 0.0) + time.perf_counter() - start)
+        self.val_perplexity.append(float(history.history["val_perplexity"][-1]))
         print(
-            f"  epoch {epoch + 1}: val_perplexity {logs['val_perplexity']:.1f} at {self.seconds[-1]:.0f} s", flush=True
+            f"  {self.name} epoch {self._epoch}: val_perplexity {self.val_perplexity[-1]:.1f} "
+            f"after {self.seconds[-1]:.0f} s of training",
+            flush=True,
         )
-        if self.seconds[-1] > self.max_seconds:
-            self.model.stop_training = True
-
-
-def train(recipe: str, train_lines, valid_lines, vocab, args) -> dict:
-    codec = TextCodec(vocab, SEQ_LEN)
-    keras.utils.set_random_seed(args.seed)
-    clock = EpochClock(args.max_seconds)
-    if recipe == "reference":
-        model = build_model(GPTConfig(vocabulary_size=len(vocab)))
-        compile_model(model, 1e-3)
-
-        def text_batches(lines, shuffle):
-            ds = tf.data.Dataset.from_tensor_slices(lines).batch(BATCH)
-            ds = ds.shuffle(256) if shuffle else ds
-            return ds.map(codec.features_and_labels, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-        history = model.fit(
-            text_batches(train_lines, True),
-            validation_data=text_batches(valid_lines, False),
-            epochs=args.epochs,
-            callbacks=[clock],
-            verbose=0,
-        )
-    else:
-        model = build_trainable_model(GPTConfig(vocabulary_size=len(vocab)), 1e-3, our_settings())
-        # Tokenizing is the pipeline's Tokenize step, once, before the Trainer: not timed here.
-        labels, valid = token_labels(codec, train_lines), token_labels(codec, valid_lines)
-        history = model.fit(
-            features_from_labels(labels, BOS_ID),
-            labels,
-            batch_size=BATCH,
-            shuffle=True,
-            validation_data=(features_from_labels(valid, BOS_ID), valid),
-            epochs=args.epochs,
-            callbacks=[clock],
-            verbose=0,
-        )
-    return {"val_perplexity": history.history["val_perplexity"], "seconds": clock.seconds}
 
 
 def main(argv=None) -> None:
@@ -118,11 +108,12 @@ def main(argv=None) -> None:
     train_lines, valid_lines = corpus_lines(args.corpus), corpus_lines(args.corpus, "valid.txt")
     vocab = vocabulary(train_lines, args.corpus)
     print(f"{args.corpus}: {len(train_lines)} train lines, {len(valid_lines)} valid lines, vocabulary {len(vocab)}")
-    results = {}
-    for recipe in ("reference", "ours"):
-        print(recipe, flush=True)
-        results[recipe] = train(recipe, train_lines, valid_lines, vocab, args)
-
+    recipes = [Recipe(name, train_lines, valid_lines, vocab, args.seed) for name in ("reference", "ours")]
+    for _ in range(args.epochs):
+        for recipe in recipes:
+            if not recipe.seconds or recipe.seconds[-1] < args.max_seconds:
+                recipe.train_epoch()
+    results = {r.name: {"val_perplexity": r.val_perplexity, "seconds": r.seconds} for r in recipes}
     ref, ours = results["reference"], results["ours"]
     print(f"\n{'epoch':>5}{'reference ppl':>15}{'s':>8}{'ours ppl':>10}{'s':>8}")
     for i in range(max(len(ref["seconds"]), len(ours["seconds"]))):

@@ -4,6 +4,14 @@ Components may run in different processes or containers, and a run id passed as 
 component parameter would change every run and defeat TFX's cache. So each executor
 finds the run by a tag holding TFX's pipeline run id (the same in every component of
 one pipeline run) and creates it if it is the first to log.
+
+Metric names follow what the MLflow UI (3.17) does with them. It makes a chart section
+of the text before a name's last `/`, orders the sections by name, and puts names
+without a `/` in a "Model metrics" section after them all. So the per-epoch curves are
+`train/<name>` and `val/<name>` (the first sections a person sees), and one-value
+summaries have no `/`: `eval.perplexity`, `decoder.<name>.<measure>`,
+`model.num_parameters`, `train.best_epoch`, `val.best_perplexity`. With a `/`, those
+single-bar charts would sort ahead of the curves (`decoder/...`, `eval/...`).
 """
 
 from __future__ import annotations

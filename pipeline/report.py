@@ -73,7 +73,7 @@ def _samples(client: MlflowClient, run_id: str, logged: set, folder: str, decode
 
 
 def _epochs(client: MlflowClient, run_id: str) -> List[List]:
-    names = ("train/loss", "val/loss", "train/perplexity", "val/perplexity", "train/epoch_seconds")
+    names = ("train/loss", "val/loss", "train/perplexity", "val/perplexity", "train/seconds_per_epoch")
     history = {name: dict(points) for name, points in PipelineRun(client, run_id).metric_history(names).items()}
     steps = sorted(set().union(*(h.keys() for h in history.values())))
     return [[step, *(history[name].get(step, "") for name in names)] for step in steps]
@@ -111,11 +111,11 @@ def build_report(summary: RunSummary, run: Run, client: MlflowClient, folder: st
             [
                 [
                     params.get("model.vocabulary_size_learned", ""),
-                    int(metrics.get("model/num_parameters", 0)),
+                    int(metrics.get("model.num_parameters", 0)),
                     params.get("train.backend_resolved", ""),
                     params.get("train.precision_resolved", ""),
                     params.get("train.epochs", ""),
-                    int(metrics["train/best_epoch"]) if "train/best_epoch" in metrics else "",
+                    int(metrics["train.best_epoch"]) if "train.best_epoch" in metrics else "",
                 ]
             ],
         ),

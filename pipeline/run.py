@@ -42,6 +42,8 @@ CONFIG_FLAGS = {
 }
 # Flags that only mean something to Kubeflow / Vertex.
 ORCHESTRATOR_FLAGS = {"schedule": "--schedule", "compile_only": "--compile-only", "host": "--host"}
+# MLflow 3.17's UI opens in its GenAI view unless a link asks for the training one.
+UI_VIEW = "?workflowType=machine_learning"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -246,7 +248,7 @@ def print_summary(cfg: PipelineConfig) -> None:
 
         run_id = evaluation["mlflow_run_id"]
         experiment_id = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
-        lines.append(f"  then open:      http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}")
+        lines.append(f"  then open:      http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}{UI_VIEW}")
     lines.append("=" * 72)
     print("\n".join(lines), flush=True)
 

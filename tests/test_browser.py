@@ -2,10 +2,11 @@
 
 Runs the tiny pipeline, starts the real `mlflow server` on its store (what `make ui`
 does), opens the URL the run printed in headless Debian Chromium (installed by
-`.ci/run`; nothing is downloaded here) and reads the rendered pages: the run FINISHED,
-its datasets and registered model, the metric sections with the val perplexity chart,
-the artifacts (plots, samples, vocabulary, model, report) and the decoders' samples
-table. Screenshots of each page are saved under outputs/test-screenshots/.
+`.ci/run`; nothing is downloaded here) and reads the rendered pages: the run FINISHED
+in the model-training view, its datasets and registered model, the curves first with
+the val perplexity chart drawn one point per epoch, the artifacts (plots, samples,
+vocabulary, model, report) and the decoders' samples table. Screenshots of each page
+are saved under outputs/test-screenshots/.
 """
 
 import json
@@ -18,11 +19,23 @@ import urllib.request
 
 import pytest
 
+from tests.chromium import Chromium
 from tests.conftest import REPO_ROOT, free_port, run_pipeline, wait_for_http
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = os.path.join(REPO_ROOT, "outputs", "test-screenshots")
 DECODERS = ("beam", "contrastive", "greedy", "random", "top_k", "top_p")
+# Every chart card on a metrics page: its section, its title and the data Plotly drew.
+CHARTS_JS = """
+Array.from(document.querySelectorAll('[data-testid="experiment-view-compare-runs-card"]')).map(card => {
+  let section = card;
+  while (section && !/^[^\\n]+\\n\\(\\d+\\)/.test(section.innerText)) section = section.parentElement;
+  const plot = card.querySelector('.js-plotly-plot');
+  const trace = plot && plot.data && plot.data[0];
+  return {section: section ? section.innerText.split('\\n')[0] : null, title: card.innerText.split('\\n')[0],
+          x: trace ? Array.from(trace.x) : null, y: trace ? Array.from(trace.y) : null};
+})
+"""
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,24 +44,20 @@ pytestmark = [
 ]
 
 
-def browse(url: str, screenshot: str) -> "tuple[str, str]":
-    """(visible text, DOM) of `url` once its scripts have run; saves a screenshot of it."""
-    flags = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",  # as root
-        "--disable-gpu",
-        "--disable-background-networking",  # no calls home
-        "--disable-component-update",
-        "--virtual-time-budget=25000",  # let the app fetch and render
-        "--window-size=1400,6000",  # tall: every chart section renders
-    ]
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    path = os.path.join(SCREENSHOTS, screenshot)
-    subprocess.run([*flags, f"--screenshot={path}", url], capture_output=True, timeout=120)
-    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    visible = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", visible)), dom
+def tab(url: str, name: str) -> str:
+    """The run page URL `url` (with its query) opened on tab `name`."""
+    path, _, query = url.partition("?")
+    return f"{path}/{name}?{query}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with Chromium(CHROMIUM) as chromium:
+        yield chromium
+
+
+def shoot(browser: Chromium, name: str) -> None:
+    browser.screenshot(os.path.join(SCREENSHOTS, name))
 
 
 @pytest.fixture(scope="module")
@@ -68,44 +77,62 @@ def ui(tmp_path_factory):
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for_http(f"{base}/health", server, log)
-        yield printed.replace("127.0.0.1:5000", f"127.0.0.1:{port}"), base, printed.rsplit("/", 1)[-1]
+        run_id = re.search(r"/runs/([0-9a-f]+)", printed).group(1)
+        yield printed.replace("127.0.0.1:5000", f"127.0.0.1:{port}"), base, run_id
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def test_the_run_page_shows_status_datasets_metrics_and_registered_model(ui):
+def test_the_run_page_shows_status_datasets_metrics_and_registered_model(ui, browser):
     url, _, _ = ui
-    text, _ = browse(url, "run-overview.png")
+    browser.open(url, "/Registered models\\s+minigpt\\s+v1/.test(document.body.innerText)")
+    shoot(browser, "run-overview.png")
+    text = browser.text()
+    assert "Model training" in text and "Evaluation runs" not in text  # the training view, not GenAI's
     assert "Status Finished" in text
-    # The train split by name and digest, the eval split folded into "+1".
-    assert re.search(r"Datasets tiny_corpus/train\.txt \([0-9a-f]{16}\) train \+1", text)
-    assert "minigpt v1" in text  # registered model version
-    for metric in ("train/loss", "val/perplexity", "eval/perplexity", "decoder/top_k/tokens_per_s"):
+    # The train split by name and digest, the eval split folded into "+1" (the UI capitalises).
+    assert re.search(r"Datasets tiny_corpus/train\.txt \([0-9a-f]{16}\) Train \+1", text), text
+    for metric in ("train/loss", "val/perplexity", "eval.perplexity", "decoder.top_k.tokens_per_s"):
         assert metric in text, metric
 
 
-def test_metrics_are_grouped_in_sections_and_val_perplexity_has_a_point_per_epoch(ui):
-    """The sections, with their chart counts. MLflow orders them by name and draws the
-    charts of a section only once it is scrolled into view, which a command-line
-    browser cannot do: the val perplexity chart's points are read from the same server."""
+def test_the_curves_come_first_and_val_perplexity_has_a_point_per_epoch(ui, browser):
+    """The sections in the order shown, with their chart counts: the per-epoch curves,
+    then every one-value result in "Model metrics" (6 decoders x 6 measures, eval
+    perplexity and tokens, parameters, kept epoch and its val perplexity); and the val
+    perplexity curve as drawn: one point per epoch, at the logged values."""
     url, base, run_id = ui
-    text, _ = browse(f"{url}/model-metrics", "run-model-metrics.png")
-    for section, charts in (("train", 5), ("val", 3), ("eval", 2), ("model", 1), ("decoder/greedy", 6)):
-        assert re.search(rf"(^| ){re.escape(section)} \({charts}\) Add chart", text), section
+    browser.open(tab(url, "model-metrics"), "document.querySelectorAll('.js-plotly-plot').length >= 5")
+    shoot(browser, "run-model-metrics.png")
+    sections = re.findall(r"(?:^| )([\w/. ]+?) \((\d+)\) Add chart", browser.text())
+    assert sections[:3] == [("train", "3"), ("val", "2"), ("Model metrics", str(6 * 6 + 5))], sections
+    charts = browser.evaluate(CHARTS_JS)
+    assert [(c["section"], c["title"]) for c in charts[:5]] == [
+        ("train", "loss"),
+        ("train", "perplexity"),
+        ("train", "seconds_per_epoch"),
+        ("val", "loss"),
+        ("val", "perplexity"),
+    ]
     query = f"{base}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=val/perplexity"
-    history = json.load(urllib.request.urlopen(query))["metrics"]
-    assert sorted(m["step"] for m in history) == [1, 2]
+    logged = sorted((m["step"], m["value"]) for m in json.load(urllib.request.urlopen(query))["metrics"])
+    drawn = charts[4]
+    assert drawn["x"] == [1, 2]  # the tiny config's two epochs
+    assert drawn["y"] == pytest.approx([value for _, value in logged])
 
 
-def test_the_artifacts_hold_plots_samples_vocabulary_model_and_the_report(ui):
+def test_the_artifacts_hold_plots_samples_vocabulary_model_and_the_report(ui, browser):
     url, _, _ = ui
-    text, _ = browse(f"{url}/artifacts", "run-artifacts.png")
+    browser.open(tab(url, "artifacts"), "document.body.innerText.includes('report.html')")
+    shoot(browser, "run-artifacts.png")
+    text = browser.text()
     for name in ("model", "plots", "samples", "vocabulary", "decoder_leaderboard.json", "report.html"):
         assert name in text, name
-    samples, _ = browse(f"{url}/artifacts/decoder_samples.json", "run-decoder-samples.png")
-    assert "decoder prompt text tokens_per_s" in samples
+    browser.open(tab(url, "artifacts/decoder_samples.json"), "document.body.innerText.includes('tokens_per_s')")
+    shoot(browser, "run-decoder-samples.png")
+    samples = browser.text()
     for decoder in DECODERS:
         assert f" {decoder} [BOS]" in samples, decoder
-    _, report = browse(f"{url}/artifacts/report.html", "run-report.png")
-    assert 'class="mlflow-html-iframe"' in report  # the report page, rendered in the viewer
+    browser.open(tab(url, "artifacts/report.html"), "document.querySelector('iframe.mlflow-html-iframe')")
+    shoot(browser, "run-report.png")  # the report page, rendered in the artifact viewer

@@ -56,7 +56,7 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert params["data.min_training_seq_len"] == "450" and params["vocab.vocabulary_size"] == "1000"
     assert params["eval.decoders.beam"] == "{'num_beams': 3}"
     assert int(params["model.vocabulary_size_learned"]) > 3
-    for metric in ("train/loss", "train/perplexity", "val/loss", "val/perplexity", "train/epoch_seconds"):
+    for metric in ("train/loss", "train/perplexity", "val/loss", "val/perplexity", "train/seconds_per_epoch"):
         history = client.get_metric_history(run.info.run_id, metric)
         assert [m.step for m in history] == [1, 2], metric
     # The corpus is the run's two datasets, not metrics: source, content digest, counts.
@@ -72,7 +72,7 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert train["sequences"] == 160 and eval_["sequences"] == 40
     assert 0 < train["truncated_share"] <= 1 and 0 <= train["unk_share"] < 0.05
     evaluation = summary.evaluation
-    assert run.data.metrics["eval/perplexity"] == pytest.approx(evaluation["perplexity"])
+    assert run.data.metrics["eval.perplexity"] == pytest.approx(evaluation["perplexity"])
     # Better than a uniform guess over the learned vocabulary, after two tiny epochs.
     assert 1 < evaluation["perplexity"] < int(params["model.vocabulary_size_learned"])
     assert sorted(evaluation["samples"]) == DECODERS
@@ -85,7 +85,7 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
             texts = f.read().strip().split("\n\n")
         # samples_per_decoder (2) from [BOS], as many from eval prompts; the first is the summary's.
         assert len(texts) == 4 and texts[0] == evaluation["samples"][name]
-        assert f"decoder/{name}/distinct_2" in run.data.metrics
+        assert f"decoder.{name}.distinct_2" in run.data.metrics
     assert sorted(row["decoder"] for row in evaluation["leaderboard"]) == DECODERS
     assert {"decoder_leaderboard.json", "decoder_samples.json"} <= set(paths)
     assert {"samples/epoch_001.txt", "samples/epoch_002.txt", "vocabulary/vocab.txt"} <= set(paths)

@@ -98,11 +98,11 @@ def test_scores_samples_and_finishes_the_training_run(setup):
     client = MlflowClient(tracking_uri)
     run = client.get_run(training_run.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["eval/perplexity"] == pytest.approx(result["perplexity"])
+    assert run.data.metrics["eval.perplexity"] == pytest.approx(result["perplexity"])
     # The leaderboard: every measure of every decoder as a metric, and as a table row.
     for name in ("greedy", "top_k"):
         for measure in MEASURES:
-            assert f"decoder/{name}/{measure}" in run.data.metrics
+            assert f"decoder.{name}.{measure}" in run.data.metrics
     assert [row["decoder"] for row in result["leaderboard"]] == ["greedy", "top_k"]
     assert [f.path for f in client.list_artifacts(run.info.run_id, "samples")] == [
         "samples/greedy.txt",

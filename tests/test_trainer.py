@@ -102,8 +102,9 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     # The exported weights are the best epoch's, and the run says which one it was.
     history = client.get_metric_history(run.info.run_id, "val/perplexity")
     best = min(history, key=lambda m: m.value)
-    assert run.data.metrics["train/best_epoch"] == best.step
-    assert run.data.metrics["val/best_perplexity"] == pytest.approx(best.value)
+    assert run.data.metrics["train.best_epoch"] == best.step
+    assert run.data.metrics["val.best_perplexity"] == pytest.approx(best.value)
+    assert run.data.tags["minigpt.devices"] == "1"  # the local devices the fit was split over
     with open(os.path.join(fn_args.serving_model_dir, model_bundle.MANIFEST_FILE)) as f:
         assert json.load(f)["pipeline_run_id"] == "run-1"
     # What trained the model travels with it, as logged: a cached rerun's Evaluator copies it.
@@ -137,7 +138,7 @@ def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weight
     run = _run_for(client, "run-jax")
     assert run.data.params["train.backend_resolved"] == "jax"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3]
-    assert "train/best_epoch" in run.data.metrics and run.data.metrics["model/num_parameters"] > 0
+    assert "train.best_epoch" in run.data.metrics and run.data.metrics["model.num_parameters"] > 0
     # The child's kept weights are what this (TensorFlow) process exported and serves.
     fitted = keras.models.load_model(os.path.join(fn_args.model_run_dir, "fit", "fitted.keras"))
     served = tf.saved_model.load(fn_args.serving_model_dir)

@@ -88,7 +88,7 @@ class Executor(base_executor.BaseExecutor):
                 eval_cfg["max_batches"],
             )
             logger.info("Eval perplexity %.3f over %d tokens.", perplexity, num_tokens)
-            run.log_metrics({"eval/perplexity": perplexity, "eval/tokens": num_tokens}, step=0)
+            run.log_metrics({"eval.perplexity": perplexity, "eval.tokens": num_tokens}, step=0)
 
             samples, board = _decoder_leaderboard(model, codec, eval_cfg, labels, run)
             # Prompts in, text out, for `mlflow models serve` and pyfunc users.
@@ -146,7 +146,7 @@ def _decoder_leaderboard(
         first_samples[name] = texts[0]
         board.append({"decoder": name, **{m: round(measures[m], 4) for m in MEASURES}})
         logger.info("%s (compiled in %.1fs): %s", name, compile_seconds, board[-1])
-        run.log_metrics({f"decoder/{name}/{m}": value for m, value in measures.items()}, step=0)
+        run.log_metrics({f"decoder.{name}.{m}": value for m, value in measures.items()}, step=0)
         run.log_text("\n\n".join(texts) + "\n", f"samples/{name}.txt")
         sample_rows += [
             {"decoder": name, "prompt": prompt, "text": text, "tokens_per_s": round(measures["tokens_per_s"], 1)}

@@ -59,8 +59,8 @@ class FitResult:
 
 
 def sectioned(keras_name: str) -> str:
-    """Keras' epoch log names as MLflow sections: `val_loss` -> `val/loss`, `loss` ->
-    `train/loss`; the UI groups the charts by section."""
+    """Keras' epoch log names as MLflow curve sections: `val_loss` -> `val/loss`, `loss`
+    -> `train/loss` (see `components.tracking` for the naming rule)."""
     return f"val/{keras_name[4:]}" if keras_name.startswith("val_") else f"train/{keras_name}"
 
 
@@ -84,7 +84,7 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Dict[str, float] = None) -> None:
         step = epoch + 1
-        metrics = {**(logs or {}), "epoch_seconds": time.time() - self._epoch_start}
+        metrics = {**(logs or {}), "seconds_per_epoch": time.time() - self._epoch_start}
         self._run.log_metrics({sectioned(name): value for name, value in metrics.items()}, step=step)
         text = self._codec.detokenize(self._generator.generate(self._sampler))[0]
         logger.info("Epoch %d top-k sample: %s", step, text)
@@ -108,7 +108,8 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     devices = use_every_local_device()
     model = build_trainable_model(gpt, train_cfg["learning_rate"], settings)
     model.summary(print_fn=logger.info)
-    run.log_metrics({"model/num_parameters": model.count_params(), "train/devices": devices}, step=0)
+    run.log_metrics({"model.num_parameters": model.count_params()}, step=0)
+    run.set_tag("minigpt.devices", str(devices))
     best = KeepBestEpoch("val_perplexity")
     model.fit(
         features_from_labels(train_labels, codec.bos_id),
@@ -132,7 +133,7 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     )
     if best.best_epoch is not None:
         logger.info("Keeping epoch %d's weights (val_perplexity %.2f).", best.best_epoch, best.best_value)
-        run.log_metrics({"train/best_epoch": best.best_epoch, "val/best_perplexity": best.best_value}, step=0)
+        run.log_metrics({"train.best_epoch": best.best_epoch, "val.best_perplexity": best.best_value}, step=0)
     return model, FitResult(best.best_epoch, best.best_value, keras.backend.backend(), settings.precision)
 
 
