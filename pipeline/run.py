@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import resource
 import sys
 from typing import Iterator, List, Optional
 
@@ -110,9 +111,10 @@ def beam_args(cfg: PipelineConfig, args: argparse.Namespace, corpus_bytes: Optio
     `corpus_bytes` (the split files' size, where known) lets DirectRunner's `auto` mode
     run a small corpus in this process.
     """
+    setup_file = LOCAL_SETUP_FILE if args.orchestrator == "local" else image.SETUP_FILE
     if args.runner == "DataflowRunner":
-        return dataflow_args(cfg, LOCAL_SETUP_FILE if args.orchestrator == "local" else image.SETUP_FILE)
-    return direct_runner_args(cfg, corpus_bytes)
+        return dataflow_args(cfg, setup_file)
+    return direct_runner_args(cfg, corpus_bytes, setup_file)
 
 
 def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
@@ -193,7 +195,12 @@ def _run_locally(cfg: PipelineConfig, corpus_dir: str, beam_pipeline_args: List[
         with tracking_environment(cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name):
             tfx.orchestration.LocalDagRunner().run(pipeline)
     except BaseException as e:
-        _end_open_mlflow_run(cfg, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        try:
+            _end_open_mlflow_run(cfg, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        except Exception as cleanup_error:  # pylint: disable=broad-except
+            # A full disk fails this too; the error that stopped the run is the one to report.
+            first_line = str(cleanup_error).strip().splitlines()[0] if str(cleanup_error).strip() else ""
+            print(f"warning: could not end the MLflow run: {first_line}", file=sys.stderr)
         raise
 
 
@@ -278,7 +285,23 @@ def _disk_problem(error: BaseException) -> Optional[str]:
             return f"{os.strerror(e.errno)} writing {e.filename or 'a file'}"
         if "database or disk is full" in str(e):  # SQLite (MLflow's and ML Metadata's stores)
             return "disk full writing a SQLite store (MLflow or ML Metadata)"
+        # What SQLite says when a write passes the file size limit (EFBIG).
+        if "disk I/O error" in str(e) and _file_size_limit() is not None:
+            return "I/O error writing a SQLite store (MLflow or ML Metadata)"
     return None
+
+
+def _file_size_limit() -> Optional[int]:
+    """The largest file this process may write (`ulimit -f`), in bytes; None if unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _disk_advice() -> str:
+    limit = _file_size_limit()
+    if limit is not None:
+        return f"raise this shell's file size limit (`ulimit -f`, now {limit // 1024} KiB), or free space"
+    return "free space, or point output_dir and pipeline_root at another disk"
 
 
 def main(argv=None) -> int:
@@ -311,7 +334,7 @@ def main(argv=None) -> int:
         if disk is None:
             raise
         print(
-            f"error: {disk}; free space, or point output_dir and pipeline_root at another disk. "
+            f"error: {disk}; {_disk_advice()}. "
             "Finished components are cached: the same command resumes.",
             file=sys.stderr,
         )

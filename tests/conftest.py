@@ -65,8 +65,9 @@ def read_long_lines(path, min_len: int = 450):
         return [line.rstrip(b"\n") for line in f if len(line.rstrip(b"\n")) > min_len]
 
 
-def run_pipeline(output_dir, *overrides, cwd=REPO_ROOT):
-    """`python pipeline/run.py` as a user types it (from `cwd`, by default the checkout)."""
+def run_pipeline(output_dir, *overrides, cwd=REPO_ROOT, tmp_dir=None):
+    """`python pipeline/run.py` as a user types it (from `cwd`, by default the checkout;
+    with `$TMPDIR` set to `tmp_dir` if given)."""
     cmd = [
         sys.executable,
         os.path.join(REPO_ROOT, "pipeline", "run.py"),
@@ -79,6 +80,8 @@ def run_pipeline(output_dir, *overrides, cwd=REPO_ROOT):
     for item in overrides:
         cmd += ["--set", item]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    if tmp_dir is not None:
+        env["TMPDIR"] = str(tmp_dir)
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
 
 

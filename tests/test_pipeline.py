@@ -10,7 +10,7 @@ from components.errors import ConfigError
 from components.trainer import keys
 from components.trainer.trainer_module import _checkpoint_dir
 from pipeline import pipeline as pipeline_module
-from pipeline.beam_args import IN_MEMORY_MAX_BYTES, direct_runner_args
+from pipeline.beam_args import IN_MEMORY_MAX_BYTES, LOCAL_SETUP_FILE, direct_runner_args
 from pipeline.config import load_config
 from pipeline.pipeline import create_pipeline, training_code_digest
 from tests.conftest import REPO_ROOT, TINY_CONFIG
@@ -94,7 +94,8 @@ def test_training_settings_are_in_the_trainer_cache_key(tiny_corpus, override):
 )
 def test_direct_runner_mode_follows_the_corpus_size(mode, corpus_bytes, expected):
     cfg = load_config(TINY_CONFIG, [f"beam.direct_running_mode={mode}"])
-    assert direct_runner_args(cfg, corpus_bytes) == ["--runner=DirectRunner", *expected]
+    setup_file = f"--setup_file={LOCAL_SETUP_FILE}"  # so TFX does not package itself per step
+    assert direct_runner_args(cfg, corpus_bytes) == ["--runner=DirectRunner", *expected, setup_file]
 
 
 def test_an_unknown_running_mode_is_refused():
@@ -108,6 +109,7 @@ def test_direct_runner_runs_multi_processing():
         "--runner=DirectRunner",
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=2",
+        f"--setup_file={LOCAL_SETUP_FILE}",
         "--direct_embed_docker_python",
     ]
 

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -119,3 +120,31 @@ def test_a_full_disk_mid_run_is_one_line_without_traceback(tiny_disk):
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]  # where the disk fills first may vary
     assert last.startswith("error: ") and "free space, or point output_dir and pipeline_root" in last
+
+
+def _limit_file_size(limit_bytes: int):
+    """A `preexec_fn` that caps the size of every file the child writes (`ulimit -f`)."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return limit
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_is_one_line_naming_it_and_the_rerun_resumes(tmp_path):
+    """RLIMIT_FSIZE for real, on any machine: writes past it fail with EFBIG (Python
+    ignores SIGXFSZ), which SQLite reports as a "disk I/O error"."""
+    cmd = [sys.executable, run.__file__, "--config", TINY_CONFIG, "--set", f"output_dir={tmp_path}/out"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    limited = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=600, preexec_fn=_limit_file_size(256 * 1024)
+    )
+    assert limited.returncode == 1
+    assert "Traceback" not in limited.stderr
+    last = limited.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "raise this shell's file size limit (`ulimit -f`, now 256 KiB)" in last
+    # Without the limit, the same command finishes: nothing the failed run wrote is corrupt.
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Trainer COMPLETE" in resumed.stdout and "Evaluator COMPLETE" in resumed.stdout
