@@ -110,6 +110,8 @@ def check_reachable(tracking_uri: str, timeout_s: int = 5) -> Optional[str]:
             MlflowClient(tracking_uri).search_experiments(max_results=1)
             return None
         except Exception as e:  # pylint: disable=broad-except  (connection refused, DNS, HTTP 5xx, auth)
+            if "Connection refused" in str(e):  # the usual case, said without a page of urllib3
+                return "connection refused"
             return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
@@ -215,6 +217,13 @@ class PipelineRun:
             self.client.log_figure(self.run_id, figure, artifact_file)
         finally:
             plt.close(figure)
+
+    def log_training_curves(self, artifact_file: str = "plots/training_curves.png") -> None:
+        """Loss and perplexity per epoch, train against val, drawn from the logged history."""
+        from components import plots  # pylint: disable=import-outside-toplevel  (matplotlib)
+
+        names = (f"{split}/{m}" for split in ("train", "val") for m in ("loss", "perplexity"))
+        self.log_figure(plots.training_curves(self.metric_history(names)), artifact_file)
 
     def metric_history(self, names: Iterable[str]) -> Dict[str, List[tuple]]:
         """name -> [(step, value)] as logged, every step (across resumed attempts too)."""

@@ -27,6 +27,9 @@ KNOWN_NOISE = (
     "No iterator is returned by the process method",
     # The Evaluator compiles one decode function per decoder, on purpose.
     "triggered tf.function retracing",
+    # MLflow's HTTP client, one line per retry of a call to a tracking server that is
+    # down; components.buffered_run and pipeline/run.py say it once.
+    "Retrying (JitteredRetry(",
 )
 
 

@@ -209,11 +209,15 @@ def _end_open_mlflow_run(cfg: PipelineConfig, status: str) -> None:
     ends with that status, not RUNNING forever."""
     from mlflow.tracking import MlflowClient
 
-    from components.tracking import find_run
+    from components.tracking import check_reachable, find_run
     from pipeline.run_summary import latest_run
 
     summary = latest_run(cfg.metadata_path)
     if summary is None:
+        return
+    unreachable = check_reachable(cfg.resolved_tracking_uri(), timeout_s=2)
+    if unreachable is not None:  # not MLflow's unbounded retries: the next run ends it (end_orphaned_runs)
+        print(f"warning: could not end the MLflow run, the server does not answer ({unreachable})", file=sys.stderr)
         return
     client = MlflowClient(cfg.resolved_tracking_uri())
     run_id = find_run(client, cfg.mlflow.experiment_name, summary.pipeline_run_id)
@@ -330,12 +334,22 @@ def main(argv=None) -> int:
         if user_error is not None:
             print(f"error: {user_error}", file=sys.stderr)
             return 1
+        from components.tracking import check_reachable
+
+        unreachable = check_reachable(cfg.resolved_tracking_uri(), timeout_s=2)
+        if unreachable is not None:
+            print(
+                f"error: the MLflow tracking server {cfg.resolved_tracking_uri()} stopped answering ({unreachable}). "
+                "Finished components are cached, a trained model is kept: start the server and run the same "
+                "command again.",
+                file=sys.stderr,
+            )
+            return 1
         disk = _disk_problem(e)
         if disk is None:
             raise
         print(
-            f"error: {disk}; {_disk_advice()}. "
-            "Finished components are cached: the same command resumes.",
+            f"error: {disk}; {_disk_advice()}. Finished components are cached: the same command resumes.",
             file=sys.stderr,
         )
         return 1

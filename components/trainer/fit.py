@@ -23,6 +23,7 @@ import keras
 from mlflow.tracking import MlflowClient
 
 from components.artifact_types import read_vocabulary
+from components.buffered_run import BufferedRun, Call
 from components.errors import InputDataError, UserInputError
 from components.lm_data import read_labels
 from components.minigpt.cached_decoding import CachedGenerator
@@ -56,6 +57,8 @@ class FitResult:
     # What the fitting process resolved: its Keras backend and dtype policy.
     backend: str
     precision: str
+    # Logging calls the tracking server was not there for (see BufferedRun).
+    unlogged: List[Call] = dataclasses.field(default_factory=list)
 
 
 def sectioned(keras_name: str) -> str:
@@ -67,7 +70,7 @@ def sectioned(keras_name: str) -> str:
 class MlflowEpochLogger(keras.callbacks.Callback):
     """Logs per-epoch metrics and a top-k text sample to the pipeline's MLflow run."""
 
-    def __init__(self, run: PipelineRun, codec: TextCodec, num_tokens: int, k: int, seed: int):
+    def __init__(self, run: BufferedRun, codec: TextCodec, num_tokens: int, k: int, seed: int):
         super().__init__()
         self._run = run
         self._codec = codec
@@ -85,10 +88,10 @@ class MlflowEpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Dict[str, float] = None) -> None:
         step = epoch + 1
         metrics = {**(logs or {}), "seconds_per_epoch": time.time() - self._epoch_start}
-        self._run.log_metrics({sectioned(name): value for name, value in metrics.items()}, step=step)
+        self._run.log("log_metrics", {sectioned(name): float(value) for name, value in metrics.items()}, step)
         text = self._codec.detokenize(self._generator.generate(self._sampler))[0]
         logger.info("Epoch %d top-k sample: %s", step, text)
-        self._run.log_text(text + "\n", f"samples/epoch_{step:03d}.txt")
+        self._run.log("log_text", text + "\n", f"samples/epoch_{step:03d}.txt")
 
 
 def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
@@ -101,15 +104,16 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     keras.utils.set_random_seed(train_cfg["seed"])
     train_labels = read_labels(request.train_files, gpt.seq_len, "train")
     eval_labels = read_labels(request.eval_files, gpt.seq_len, "eval")
-    run = PipelineRun(MlflowClient(cfg[keys.MLFLOW]["tracking_uri"]), request.mlflow_run_id)
+    tracking_uri = cfg[keys.MLFLOW]["tracking_uri"]
+    run = BufferedRun(PipelineRun(MlflowClient(tracking_uri), request.mlflow_run_id), tracking_uri)
 
     # Resolved here, where the backend that will train is the one that looks for a GPU.
     settings = resolve_settings(train_cfg["precision"], train_cfg["jit_compile"], train_cfg["steps_per_execution"])
     devices = use_every_local_device()
     model = build_trainable_model(gpt, train_cfg["learning_rate"], settings)
     model.summary(print_fn=logger.info)
-    run.log_metrics({"model.num_parameters": model.count_params()}, step=0)
-    run.set_tag("minigpt.devices", str(devices))
+    run.log("log_metrics", {"model.num_parameters": model.count_params()}, 0)
+    run.log("set_tag", "minigpt.devices", str(devices))
     best = KeepBestEpoch("val_perplexity")
     model.fit(
         features_from_labels(train_labels, codec.bos_id),
@@ -133,8 +137,9 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     )
     if best.best_epoch is not None:
         logger.info("Keeping epoch %d's weights (val_perplexity %.2f).", best.best_epoch, best.best_value)
-        run.log_metrics({"train.best_epoch": best.best_epoch, "val.best_perplexity": best.best_value}, step=0)
-    return model, FitResult(best.best_epoch, best.best_value, keras.backend.backend(), settings.precision)
+        run.log("log_metrics", {"train.best_epoch": best.best_epoch, "val.best_perplexity": best.best_value}, 0)
+    result = FitResult(best.best_epoch, best.best_value, keras.backend.backend(), settings.precision, run.pending)
+    return model, result
 
 
 def fit_in_child_process(request: FitRequest, backend: str, work_dir: str) -> "tuple[keras.Model, FitResult]":

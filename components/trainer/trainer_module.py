@@ -20,6 +20,7 @@ from tfx import v1 as tfx
 
 from components import model_bundle, plots
 from components.artifact_types import read_vocabulary
+from components.buffered_run import BufferedRun
 from components.formats import LENGTH_BUCKET_BYTES
 from components.minigpt.decoders import check_fits_vocabulary
 from components.minigpt.model import GPTConfig
@@ -30,6 +31,8 @@ from components.trainer.fit import FitRequest, fit, fit_in_child_process
 
 # TFX imports this file under a generated module name; log under a stable one.
 logger = logging.getLogger("components.trainer.trainer_module")
+# In the model_run folder: the logging calls an unreachable tracking server missed.
+UNLOGGED_FILE = "mlflow_unlogged.json"
 
 
 def _checkpoint_dir(cfg: Dict[str, Any], fn_args: tfx.components.FnArgs) -> str:
@@ -90,9 +93,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             model, result = fit(request)
         else:
             model, result = fit_in_child_process(request, backend, os.path.join(fn_args.model_run_dir, "fit"))
-        curves = run.metric_history(f"{split}/{m}" for split in ("train", "val") for m in ("loss", "perplexity"))
-        run.log_figure(plots.training_curves(curves), "plots/training_curves.png")
-        run.log_params({"train.precision_resolved": result.precision})
         params["train.precision_resolved"] = result.precision
         model_bundle.export(
             fn_args.serving_model_dir,
@@ -101,9 +101,26 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             cfg[keys.VOCABULARY_PATH],
             generate_tokens=train_cfg["epoch_sample_tokens"],
         )
-        run.log_artifact(cfg[keys.VOCABULARY_PATH], "vocabulary")
+        # From here on a tracking server outage costs the Trainer nothing: the model is
+        # exported, and what the server misses is kept, replayed or listed (BufferedRun).
+        tracked = BufferedRun(run, mlflow_cfg["tracking_uri"])
+        tracked.enqueue(result.unlogged)
+        tracked.log("log_training_curves")
+        tracked.log("log_params", {"train.precision_resolved": result.precision})
+        tracked.log("log_artifact", cfg[keys.VOCABULARY_PATH], "vocabulary")
         # The whole bundle (SavedModel, .keras, vocab, manifest) as files, and the Keras
         # model as an MLflow model that `mlflow.keras.load_model` can load.
-        run.log_artifact(fn_args.serving_model_dir, "model")
-        run.log_keras_model(model, name="minigpt")
+        tracked.log("log_artifact", fn_args.serving_model_dir, "model")
+        tracked.log("log_keras_model", model, "minigpt")
+        if not tracked.flush():
+            unlogged = os.path.join(fn_args.model_run_dir, UNLOGGED_FILE)
+            tracked.write_pending(unlogged)
+            logger.warning(
+                "MLflow at %s did not answer again before the Trainer ended: %d logging calls are not in MLflow "
+                "run %s (listed in %s). The trained model is exported.",
+                mlflow_cfg["tracking_uri"],
+                len(tracked.pending),
+                run.run_id,
+                unlogged,
+            )
     logger.info("Trained model exported to %s (MLflow run %s).", fn_args.serving_model_dir, run.run_id)
