@@ -59,10 +59,15 @@ def export(
         f.write(json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True))
 
 
-def load(serving_model_dir: str) -> Tuple[keras.Model, Manifest, List[str]]:
-    """(model, manifest, vocabulary) from a directory written by `export`."""
+def read_manifest(serving_model_dir: str) -> Manifest:
+    """The manifest of a directory written by `export` (without loading the model)."""
     with fileio.open(os.path.join(serving_model_dir, MANIFEST_FILE), "r") as f:
         raw = json.loads(f.read())
-    manifest = Manifest(**{**raw, "model": GPTConfig(**raw["model"])})
+    return Manifest(**{**raw, "model": GPTConfig(**raw["model"])})
+
+
+def load(serving_model_dir: str) -> Tuple[keras.Model, Manifest, List[str]]:
+    """(model, manifest, vocabulary) from a directory written by `export`."""
+    manifest = read_manifest(serving_model_dir)
     model = keras.saving.load_model(os.path.join(serving_model_dir, KERAS_MODEL_FILE), compile=False)
     return model, manifest, read_vocabulary(os.path.join(serving_model_dir, VOCAB_FILE))

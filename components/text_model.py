@@ -41,15 +41,36 @@ class MiniGPTText(mlflow.pyfunc.PythonModel):
     def load(self, bundle_dir: str, decoding: Dict[str, Any]) -> "MiniGPTText":
         """Loads a model bundle directory with these decoding settings (see log_and_register)."""
         from components import model_bundle  # pylint: disable=import-outside-toplevel
-        from components.minigpt.cached_decoding import CachedGenerator  # pylint: disable=import-outside-toplevel
         from components.minigpt.tokenizer import TextCodec  # pylint: disable=import-outside-toplevel
 
         model, manifest, vocab = model_bundle.load(bundle_dir)
+        self._model, self._seq_len = model, manifest.model.seq_len
         self._codec = TextCodec(vocab, manifest.model.seq_len, manifest.lowercase)
-        self._generator = CachedGenerator(model, self._codec.bos_id, decoding["num_tokens"])
         self._config = decoding
+        self.set_num_tokens(decoding["num_tokens"])
         self._samplers: Dict[str, Any] = {}
         return self
+
+    def set_num_tokens(self, num_tokens: int) -> None:
+        """Generates `num_tokens` tokens after [BOS] (the prompt's included) from now on.
+
+        Raises:
+          ValueError: [BOS] and `num_tokens` do not fit the model's position embedding.
+        """
+        from components.minigpt.cached_decoding import CachedGenerator  # pylint: disable=import-outside-toplevel
+
+        if not 0 < num_tokens < self._seq_len:
+            raise ValueError(
+                f"[BOS] + {num_tokens} tokens do not fit this model's seq_len {self._seq_len} (the length of its "
+                f"position embedding): generate 1 to {self._seq_len - 1} tokens"
+            )
+        config = self._config
+        self._config = decoding_settings(config["decoders"], config["default_decoder"], num_tokens, config["seed"])
+        self._generator = CachedGenerator(self._model, self._codec.bos_id, num_tokens)
+
+    @property
+    def num_tokens(self) -> int:
+        return self._config["num_tokens"]
 
     @property
     def decoders(self) -> List[str]:

@@ -28,6 +28,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--prompt", action="append", default=[], help="repeatable; default: the [BOS] prompt alone")
     parser.add_argument("--decoder", default=None, help="a decoder name, or 'all'; default: the model's own")
     parser.add_argument(
+        "--num-tokens",
+        type=int,
+        default=None,
+        help="tokens after [BOS], the prompt's included; default: the model's own setting (a bundle directory: "
+        "eval.num_tokens_to_generate's default, or as many as the model's seq_len holds)",
+    )
+    parser.add_argument(
         "--tracking-uri",
         default=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + os.path.abspath("outputs/mlflow.db"),
         help="MLflow store holding models:/ and runs:/ (default: $MLFLOW_TRACKING_URI, else make run's store)",
@@ -37,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load(model: str, tracking_uri: str):
     """The MiniGPTText behind `model`, a bundle directory or an MLflow model URI."""
+    from components.model_bundle import read_manifest
     from components.text_model import MiniGPTText, decoding_settings, default_decoder
     from pipeline.config import EvalConfig
 
@@ -49,7 +57,9 @@ def load(model: str, tracking_uri: str):
         raise FileNotFoundError(f"--model: {model} is neither a directory nor a models:/ or runs:/ URI")
     defaults = EvalConfig()  # a bare bundle carries no decoding settings: the config's defaults
     decoders = {name: dict(params) for name, params in defaults.decoders.items()}
-    settings = decoding_settings(decoders, default_decoder(decoders), defaults.num_tokens_to_generate, defaults.seed)
+    # A model trained on a shorter window than the default generation length gets its window.
+    num_tokens = min(defaults.num_tokens_to_generate, read_manifest(model).model.seq_len - 1)
+    settings = decoding_settings(decoders, default_decoder(decoders), num_tokens, defaults.seed)
     return MiniGPTText().load(model, settings)
 
 
@@ -61,6 +71,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         reason = (str(e).strip().splitlines() or [""])[0]
         print(f"error: --model {args.model}: {type(e).__name__}: {reason}", file=sys.stderr)
         return 1
+    if args.num_tokens is not None:
+        try:
+            text_model.set_num_tokens(args.num_tokens)
+        except ValueError as e:
+            print(f"error: --num-tokens {args.num_tokens}: {e}", file=sys.stderr)
+            return 2
     decoders = text_model.decoders if args.decoder == "all" else [args.decoder]
     unknown = [d for d in decoders if d is not None and d not in text_model.decoders]
     if unknown:

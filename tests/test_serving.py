@@ -20,18 +20,21 @@ from tests.conftest import free_port, wait_for_http
 VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "."]
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    """A small trained-model bundle as the Trainer writes it."""
-    root = tmp_path_factory.mktemp("bundle")
+def _export_bundle(root, seq_len: int) -> str:
+    """A small model bundle as the Trainer writes it, with a `seq_len` position embedding."""
     vocab_path = root / "vocab.txt"
     vocab_path.write_text("\n".join(VOCAB) + "\n")
-    gpt = GPTConfig(vocabulary_size=len(VOCAB), seq_len=96, embed_dim=16, ff_dim=16, num_heads=2, num_layers=1)
+    gpt = GPTConfig(vocabulary_size=len(VOCAB), seq_len=seq_len, embed_dim=16, ff_dim=16, num_heads=2, num_layers=1)
     keras.utils.set_random_seed(0)
     model_bundle.export(
         str(root / "serving"), build_model(gpt), model_bundle.Manifest(gpt, True, "run", "p", {}), str(vocab_path)
     )
     return str(root / "serving")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return _export_bundle(tmp_path_factory.mktemp("bundle"), seq_len=96)
 
 
 def test_generate_prints_every_decoder_with_its_speed(bundle, capsys):
@@ -46,6 +49,8 @@ def test_generate_prints_every_decoder_with_its_speed(bundle, capsys):
     [
         (["--model", "/nowhere"], "--model /nowhere: FileNotFoundError"),
         (["--decoder", "nucleus"], "--decoder nucleus: not one of greedy, beam"),
+        (["--num-tokens", "200"], "--num-tokens 200: [BOS] + 200 tokens do not fit this model's seq_len 96"),
+        (["--num-tokens", "0"], "--num-tokens 0: [BOS] + 0 tokens do not fit"),
     ],
 )
 def test_generate_errors_are_one_line(bundle, argv, message, capsys):
@@ -53,6 +58,15 @@ def test_generate_errors_are_one_line(bundle, argv, message, capsys):
     assert generate.main(argv) in (1, 2)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_a_model_with_a_shorter_window_than_the_default_generation_fills_its_window(tmp_path, capsys):
+    seq_len = EvalConfig().num_tokens_to_generate // 2
+    short = _export_bundle(tmp_path, seq_len=seq_len)
+    assert generate.load(short, "sqlite:///unused.db").num_tokens == seq_len - 1  # [BOS] + the rest
+    assert generate.main(["--model", short, "--decoder", "greedy", "--prompt", "the cat"]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith("greedy (") and "tokens/s): the cat" in line
 
 
 SAVED_MODEL_SIDE = """
