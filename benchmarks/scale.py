@@ -3,9 +3,10 @@
 A benchmark, not a test. For each size, a synthetic corpus (gutenberg-large's train
 lines repeated up to that many MB; its valid split as the eval split) goes through
 TextExampleGen, VocabGen and Tokenize, the executors the pipeline runs, in a fresh
-child process. Reported per size: each step's seconds and the child's peak RSS
-(`wait4`). With `--mode in_memory` every Beam worker is that child, so its peak RSS is
-the whole job's; `multi_processing` workers are its children and are not counted.
+child process. Reported per size: each step's seconds, the child's peak RSS (`wait4`)
+and the peak of the whole process tree's RSS, the child and every Beam worker process it
+starts (sampled from /proc every 0.2 s). With `--mode in_memory` every Beam worker is
+that child; with `multi_processing` the workers are its children.
 
 Usage:
   python benchmarks/scale.py [--sizes 100,300,1000] [--mode in_memory] [--json PATH]
@@ -19,12 +20,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.vocab import DEFAULT_CORPUS  # noqa: E402
+from pipeline.beam_args import LOCAL_SETUP_FILE  # noqa: E402
 
 RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
 
@@ -69,6 +72,7 @@ def run_steps(corpus_dir: str, work_dir: str, mode: str) -> dict:
 
     workers = "0" if mode == "multi_processing" else "1"
     beam_args = ["--runner=DirectRunner", f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+    beam_args.append(f"--setup_file={LOCAL_SETUP_FILE}")  # as the pipeline: no TFX sdist per step
     context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args, tmp_dir=os.path.join(work_dir, "tmp"))
     examples, vocabulary, token_ids = standard_artifacts.Examples(), Vocabulary(), standard_artifacts.Examples()
     examples.uri, vocabulary.uri, token_ids.uri = (os.path.join(work_dir, n) for n in ("examples", "vocab", "ids"))
@@ -104,13 +108,56 @@ def measure(corpus: str, megabytes: int, mode: str) -> dict:
         command = [sys.executable, __file__, "--child", corpus_dir, folder, mode]
         with open(result_path, "w") as out:
             child = subprocess.Popen(command, stdout=out)
+            tree_peak = TreePeak(child.pid)
             _, status, usage = os.wait4(child.pid, 0)
+            tree_peak.stop()
         if status != 0:
             sys.exit(f"{megabytes} MB: the child failed (status {status})")
         with open(result_path) as f:
             result = json.load(f)
-    result.update(megabytes=megabytes, peak_rss_mb=usage.ru_maxrss / 1024)
+    result.update(megabytes=megabytes, peak_rss_mb=usage.ru_maxrss / 1024, peak_tree_rss_mb=tree_peak.peak / 2**20)
     return result
+
+
+class TreePeak:
+    """The peak, over time, of the summed RSS of `pid` and all its descendants."""
+
+    def __init__(self, pid: int, interval_s: float = 0.2):
+        self.peak, self._pid, self._done = 0, pid, threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(interval_s,), daemon=True)
+        self._thread.start()
+
+    def _sample(self, interval_s: float) -> None:
+        while not self._done.wait(interval_s):
+            self.peak = max(self.peak, sum(_rss_bytes(p) for p in _tree(self._pid)))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _tree(pid: int) -> list:
+    """`pid` and its descendants (vanished processes are skipped)."""
+    found, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            line = next((x for x in f if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+    except OSError:
+        return 0
+    return int(line.split()[1]) * 1024
 
 
 def main() -> None:
@@ -124,13 +171,13 @@ def main() -> None:
         row = rows[-1]
         print(f"{megabytes} MB: {row['seconds']}, peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
     print(f"\n{args.mode}, {os.cpu_count()} cores")
-    header = ("train MB", "lines kept", "TextExampleGen s", "VocabGen s", "Tokenize s", "peak RSS MB")
-    print("".join(f"{h:>{w}}" for h, w in zip(header, (9, 12, 18, 12, 12, 13))))
+    header = ("train MB", "lines kept", "TextExampleGen s", "VocabGen s", "Tokenize s", "peak RSS MB", "tree MB")
+    print("".join(f"{h:>{w}}" for h, w in zip(header, (9, 12, 18, 12, 12, 13, 9))))
     for row in rows:
         s = row["seconds"]
         print(
             f"{row['megabytes']:>9}{row['lines_kept']:>12,}{s['TextExampleGen']:>18.1f}{s['VocabGen']:>12.1f}"
-            f"{s['Tokenize']:>12.1f}{row['peak_rss_mb']:>13.0f}"
+            f"{s['Tokenize']:>12.1f}{row['peak_rss_mb']:>13.0f}{row['peak_tree_rss_mb']:>9.0f}"
         )
     if args.json:
         with open(args.json, "w") as f:
