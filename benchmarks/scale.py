@@ -82,11 +82,13 @@ def run_steps(corpus_dir: str, work_dir: str, mode: str) -> dict:
     props = dict(TextExampleGen(corpus_dir, "train.txt", "valid.txt", 450).exec_properties)
     text_executor.Executor(context).Do({}, {"examples": [examples]}, props)
     seconds["TextExampleGen"] = time.perf_counter() - start
+    peak_after = {"TextExampleGen": _own_peak_mb()}
 
     start = time.perf_counter()
     props = VocabGen(examples=Channel(type=standard_artifacts.Examples), vocabulary_size=5000, reserved_tokens=RESERVED)
     vocab_executor.Executor(context).Do({"examples": [examples]}, {"vocabulary": [vocabulary]}, props.exec_properties)
     seconds["VocabGen"] = time.perf_counter() - start
+    peak_after["VocabGen"] = _own_peak_mb()
 
     start = time.perf_counter()
     inputs = {"examples": Channel(type=standard_artifacts.Examples), "vocabulary": Channel(type=Vocabulary)}
@@ -95,7 +97,16 @@ def run_steps(corpus_dir: str, work_dir: str, mode: str) -> dict:
         {"examples": [examples], "vocabulary": [vocabulary]}, {"token_ids": [token_ids]}, props
     )
     seconds["Tokenize"] = time.perf_counter() - start
-    return {"seconds": seconds, "lines_kept": examples.get_int_custom_property("train_lines_kept")}
+    peak_after["Tokenize"] = _own_peak_mb()
+    lines_kept = examples.get_int_custom_property("train_lines_kept")
+    return {"seconds": seconds, "lines_kept": lines_kept, "runner_peak_mb_after": peak_after}
+
+
+def _own_peak_mb() -> float:
+    """This process's peak RSS so far (the runner's; in memory, every worker's too)."""
+    import resource  # pylint: disable=import-outside-toplevel
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(corpus: str, megabytes: int, mode: str) -> dict:
@@ -169,7 +180,11 @@ def main() -> None:
     for megabytes in (int(s) for s in args.sizes.split(",")):
         rows.append(measure(args.corpus, megabytes, args.mode))
         row = rows[-1]
-        print(f"{megabytes} MB: {row['seconds']}, peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+        print(
+            f"{megabytes} MB: {row['seconds']}, peak RSS {row['peak_rss_mb']:.0f} MB, "
+            f"runner's peak after each step {row['runner_peak_mb_after']}",
+            flush=True,
+        )
     print(f"\n{args.mode}, {os.cpu_count()} cores")
     header = ("train MB", "lines kept", "TextExampleGen s", "VocabGen s", "Tokenize s", "peak RSS MB", "tree MB")
     print("".join(f"{h:>{w}}" for h, w in zip(header, (9, 12, 18, 12, 12, 13, 9))))

@@ -1,10 +1,14 @@
 """TextExampleGen executor: text lines -> length filter -> tf.train.Example{text}.
 
-Only the source-reading step is custom (as in TFX's CSV and Presto ExampleGens); split
-handling, fingerprints and the gzip TFRecord writing are inherited from
-`BaseExampleGenExecutor`. The executor also counts what it read, kept and dropped (Beam
-counters), records the counts and each split's source and sha256 on the Examples
-artifact, and refuses to publish a split that has nothing to train on.
+The source-reading step is custom (as in TFX's CSV and Presto ExampleGens) and split
+handling is inherited from `BaseExampleGenExecutor`. The writing is TFX's gzip TFRecords
+of serialized Examples without TFX's `Reshuffle` before them: on Beam's local runner a
+reshuffle holds every example of the corpus in the runner's memory (the peak RSS grew
+~4 MB per corpus MB, BENCHMARKS.md §8), and nothing downstream depends on the order of
+the records (the Trainer and the Evaluator read them in a canonical order). The executor
+also counts what it read, kept and dropped (Beam counters), records the counts and each
+split's source and sha256 on the Examples artifact, and refuses to publish a split that
+has nothing to train on.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 from tfx import types
-from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import base_example_gen_executor, utils, write_split
+from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
@@ -130,7 +135,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
-        """Writes Split-<name> shards and records per-split line counts.
+        """Writes Split-<name> shards (TFX's files and format, in read order) and records
+        per-split line counts.
 
         Args:
           input_dict: unused (ExampleGen reads `input_base`).
@@ -141,10 +147,22 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         Raises:
           InputDataError: a split kept no line, or a file is mostly not UTF-8.
         """
-        super().Do(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        examples.split_names = artifact_utils.encode_split_names(
+            utils.generate_output_split_names(input_config, output_config)
+        )
+        with self._make_beam_pipeline() as pipeline:
+            for split_name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                split_uri = artifact_utils.get_split_uri([examples], split_name)
+                _ = split | f"WriteSplit[{split_name}]" >> _WriteSplitInReadOrder(split_uri)
+        # What TFX's ExampleGen records for its readers (ExampleValidator, Transform, ...).
+        examples_utils.set_payload_format(examples, exec_properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY])
+        file_format = exec_properties[standard_component_specs.OUTPUT_FILE_FORMAT_KEY]
+        examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
         counts = _query_counters(self._beam_pipeline.result)
         try:
             for split in input_config.splits:
@@ -168,6 +186,17 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             # Leave nothing behind that looks like a complete Examples artifact.
             fileio.rmtree(examples.uri)
             raise
+
+
+@beam.ptransform_fn
+def _WriteSplitInReadOrder(examples: beam.pvalue.PCollection, split_uri: str) -> beam.pvalue.PDone:  # noqa: N802
+    """TFX's `WriteSplit` (same files, same format) without its `Reshuffle`."""
+    return (
+        examples
+        | "Serialize" >> beam.ParDo(write_split.MaybeSerialize())
+        | "Write"
+        >> beam.io.WriteToTFRecord(os.path.join(split_uri, write_split.DEFAULT_FILE_NAME), file_name_suffix=".gz")
+    )
 
 
 def _query_counters(result: beam.runners.runner.PipelineResult) -> Dict[str, int]:
