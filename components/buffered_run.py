@@ -35,10 +35,6 @@ class BufferedRun:
         self._pending: List[Call] = []
         self._outage = False
 
-    @property
-    def run_id(self) -> str:
-        return self.run.run_id
-
     def log(self, method: str, *args: Any) -> bool:
         """Calls `run.<method>(*args)` after every call still pending; True if all got through."""
         self._pending.append((method, args))

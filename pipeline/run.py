@@ -199,7 +199,7 @@ def _run_locally(cfg: PipelineConfig, corpus_dir: str, beam_pipeline_args: List[
             _end_open_mlflow_run(cfg, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         except Exception as cleanup_error:  # pylint: disable=broad-except
             # A full disk fails this too; the error that stopped the run is the one to report.
-            first_line = str(cleanup_error).strip().splitlines()[0] if str(cleanup_error).strip() else ""
+            first_line = (str(cleanup_error).strip().splitlines() or [""])[0][:300]
             print(f"warning: could not end the MLflow run: {first_line}", file=sys.stderr)
         raise
 
