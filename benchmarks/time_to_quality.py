@@ -8,13 +8,20 @@ metric (keras_hub Perplexity, [PAD] masked):
   reference   TensorFlow backend, text tokenized in the tf.data map every epoch (batches
               of lines shuffled with a 256 buffer, as the keras.io example), float32
   ours        our Trainer's input and settings: ids tokenized once, fed as arrays and
-              shuffled each epoch, `train.*` speed settings from pipeline/config.py
+              shuffled each epoch, the `train.*` defaults of pipeline/config.py (speed
+              settings, and Adam's rate decayed along a cosine over the `--epochs`)
+  ours_constant_lr
+              ours with the reference's constant learning rate: the schedule's ablation
 
 It reports when ours reaches the reference's final val perplexity, and how much sooner.
 The recipes alternate epoch by epoch (see `Recipe`); seconds are each recipe's own
 training and validation time. `--epochs` and `--max-seconds` (per recipe) bound the run.
+`--reference-json` takes the reference's figures from an earlier run's JSON instead of
+training it again (on gutenberg-large its 6 epochs take ~1.5 h here); the table then
+says so, since the two were not interleaved.
 
-Usage: python benchmarks/time_to_quality.py [--corpus DIR] [--epochs 6] [--max-seconds S] [--json PATH]
+Usage: python benchmarks/time_to_quality.py [--corpus DIR] [--epochs 6] [--max-seconds S]
+           [--recipes reference,ours] [--reference-json PATH] [--json PATH]
 """
 
 from __future__ import annotations
@@ -44,9 +51,11 @@ from benchmarks.common import (  # noqa: E402
 from components.minigpt.model import GPTConfig, build_model, compile_model  # noqa: E402
 from components.minigpt.sequences import features_from_labels  # noqa: E402
 from components.minigpt.tokenizer import TextCodec  # noqa: E402
-from components.minigpt.training import build_trainable_model  # noqa: E402
+from components.minigpt.training import build_trainable_model, learning_rate_schedule  # noqa: E402
+from pipeline.config import TrainConfig  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "gutenberg-large")
+RECIPES = ("reference", "ours", "ours_constant_lr")
 
 
 class Recipe:
@@ -56,7 +65,7 @@ class Recipe:
     by epoch instead of running one after the other: a slow stretch hits both alike.
     """
 
-    def __init__(self, name: str, train_lines, valid_lines, vocab, seed: int):
+    def __init__(self, name: str, train_lines, valid_lines, vocab, seed: int, epochs: int):
         self.name, self.seconds, self.val_perplexity, self._epoch = name, [], [], 0
         codec = TextCodec(vocab, SEQ_LEN)
         keras.utils.set_random_seed(seed)
@@ -71,9 +80,13 @@ class Recipe:
 
             self._fit_args = dict(x=text_batches(train_lines, True), validation_data=text_batches(valid_lines, False))
         else:
-            self.model = build_trainable_model(GPTConfig(vocabulary_size=len(vocab)), 1e-3, our_settings())
             # Tokenizing is the pipeline's Tokenize step, once, before the Trainer: not timed here.
             labels, valid = token_labels(codec, train_lines), token_labels(codec, valid_lines)
+            train = TrainConfig()
+            schedule = "constant" if name == "ours_constant_lr" else train.learning_rate_schedule
+            steps = epochs * -(-len(labels) // BATCH)
+            rate = learning_rate_schedule(train.learning_rate, schedule, steps)
+            self.model = build_trainable_model(GPTConfig(vocabulary_size=len(vocab)), rate, our_settings())
             self._fit_args = dict(
                 x=features_from_labels(labels, BOS_ID),
                 y=labels,
@@ -102,32 +115,47 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--max-seconds", type=float, default=float("inf"))
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--recipes", default="reference,ours", help=f"comma-separated, from {', '.join(RECIPES)}")
+    p.add_argument("--reference-json", help="take the reference's figures from this earlier run's --json")
     p.add_argument("--json")
     args = p.parse_args(argv)
+    names = args.recipes.split(",")
+    if not set(names) <= set(RECIPES) or "ours" not in names:
+        p.error(f"--recipes must include ours and name only {', '.join(RECIPES)}")
+    if args.reference_json and "reference" in names:
+        p.error("--reference-json replaces the reference recipe: leave it out of --recipes")
+    if not args.reference_json and "reference" not in names:
+        p.error("the reference is needed: name it in --recipes or give --reference-json")
 
     train_lines, valid_lines = corpus_lines(args.corpus), corpus_lines(args.corpus, "valid.txt")
     vocab = vocabulary(train_lines, args.corpus)
     print(f"{args.corpus}: {len(train_lines)} train lines, {len(valid_lines)} valid lines, vocabulary {len(vocab)}")
-    recipes = [Recipe(name, train_lines, valid_lines, vocab, args.seed) for name in ("reference", "ours")]
+    recipes = [Recipe(name, train_lines, valid_lines, vocab, args.seed, args.epochs) for name in names]
     for _ in range(args.epochs):
         for recipe in recipes:
             if not recipe.seconds or recipe.seconds[-1] < args.max_seconds:
                 recipe.train_epoch()
     results = {r.name: {"val_perplexity": r.val_perplexity, "seconds": r.seconds} for r in recipes}
+    if args.reference_json:
+        with open(args.reference_json, encoding="utf-8") as f:
+            results = {"reference": json.load(f)["reference"], **results}
+        print(f"reference: figures from {args.reference_json} (an earlier run, not interleaved with this one)")
     ref, ours = results["reference"], results["ours"]
-    print(f"\n{'epoch':>5}{'reference ppl':>15}{'s':>8}{'ours ppl':>10}{'s':>8}")
-    for i in range(max(len(ref["seconds"]), len(ours["seconds"]))):
+    widths = [max(len(name) + 4, 10) for name in results]
+    print("\n epoch" + "".join(f"{name + ' ppl':>{w}}{'s':>7}" for name, w in zip(results, widths)))
+    for i in range(max(len(r["seconds"]) for r in results.values())):
         cells = [
-            f"{r['val_perplexity'][i]:>{w}.1f}{r['seconds'][i]:>8.0f}" if i < len(r["seconds"]) else " " * (w + 8)
-            for r, w in ((ref, 15), (ours, 10))
+            f"{r['val_perplexity'][i]:>{w}.1f}{r['seconds'][i]:>7.0f}" if i < len(r["seconds"]) else " " * (w + 7)
+            for r, w in zip(results.values(), widths)
         ]
-        print(f"{i + 1:>5}" + "".join(cells))
+        print(f"{i + 1:>6}" + "".join(cells))
     target = ref["val_perplexity"][-1]
     reached = next((i for i, v in enumerate(ours["val_perplexity"]) if v <= target), None)
     summary = {
         "corpus": args.corpus,
         "target_val_perplexity": target,
         "reference_seconds": ref["seconds"][-1],
+        "reference_from": args.reference_json,
         **results,
     }
     if reached is None:

@@ -18,7 +18,7 @@ import yaml
 from components.errors import ConfigError
 from components.minigpt.decoders import DEFAULT_SETTINGS as DEFAULT_DECODER_SETTINGS
 from components.minigpt.decoders import check_decoders, check_fits_vocabulary
-from components.minigpt.training import BACKENDS, PRECISIONS
+from components.minigpt.training import BACKENDS, LEARNING_RATE_SCHEDULES, PRECISIONS
 
 EMBEDDED_CORPUS = "embedded"
 REQUIRED_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[BOS]")
@@ -76,6 +76,10 @@ class TrainConfig:
     # Cap on validation batches per epoch; null validates on the whole eval split.
     validation_steps: Optional[int] = None
     learning_rate: float = 0.001
+    # Adam's rate over the run: "cosine" (from learning_rate down to a tenth of it at the
+    # last step; reaches the reference's quality sooner, BENCHMARKS.md §3) or "constant"
+    # (the reference's).
+    learning_rate_schedule: str = "cosine"
     # How fast a step runs, not what it learns (BENCHMARKS.md has the figures):
     # "auto" (bf16 on a GPU or a CPU with native bf16, else float32), "float32",
     # "mixed_bfloat16" or "mixed_float16".
@@ -160,6 +164,9 @@ class TrainerResourcesConfig:
     # extension); false: it trains inside its own pipeline container.
     vertex_training: bool = False
     vertex_machine_type: str = "n1-standard-8"
+    # Machines of that job (with vertex_training: true), each with the accelerators
+    # above; more than one trains data parallel across them on JAX's multi-process runtime.
+    replica_count: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,10 +445,14 @@ def validate(cfg: PipelineConfig) -> None:
             "vocab.vocabulary_size",
             f"must be larger than the {len(reserved)} reserved tokens, got {cfg.vocab.vocabulary_size}",
         )
-    if cfg.train.backend not in BACKENDS:
-        raise ConfigError("train.backend", f"must be one of {', '.join(BACKENDS)}, got {cfg.train.backend!r}")
-    if cfg.train.precision not in PRECISIONS:
-        raise ConfigError("train.precision", f"must be one of {', '.join(PRECISIONS)}, got {cfg.train.precision!r}")
+    for name, choices in (
+        ("backend", BACKENDS),
+        ("precision", PRECISIONS),
+        ("learning_rate_schedule", LEARNING_RATE_SCHEDULES),
+    ):
+        value = getattr(cfg.train, name)
+        if value not in choices:
+            raise ConfigError(f"train.{name}", f"must be one of {', '.join(choices)}, got {value!r}")
     for key, num_tokens in (
         ("eval.num_tokens_to_generate", cfg.eval.num_tokens_to_generate),
         ("train.epoch_sample_tokens", cfg.train.epoch_sample_tokens),
@@ -474,6 +485,8 @@ def validate(cfg: PipelineConfig) -> None:
             "put a cloud run's artifacts in pipeline_root",
         )
     _check_cloud(cfg.cloud)
+    if cfg.cloud.trainer.replica_count > 1 and cfg.train.backend == "tensorflow":
+        raise ConfigError("train.backend", "the Trainer's replicas train on JAX together: set auto or jax")
     if cfg.mlflow.tracking_uri and urlparse(cfg.mlflow.tracking_uri).password:
         # The URI is logged as a param and written into compiled specs.
         raise ConfigError(
@@ -486,9 +499,13 @@ def validate(cfg: PipelineConfig) -> None:
 def _check_cloud(cloud: CloudConfig) -> None:
     for name in ("max_num_workers", "disk_size_gb"):
         _positive(f"cloud.dataflow.{name}", getattr(cloud.dataflow, name))
-    for name in ("cpu", "memory_gb"):
+    for name in ("cpu", "memory_gb", "replica_count"):
         _positive(f"cloud.trainer.{name}", getattr(cloud.trainer, name))
     trainer = cloud.trainer
+    if trainer.replica_count > 1 and not trainer.vertex_training:
+        raise ConfigError(
+            "cloud.trainer.replica_count", "more than one replica needs cloud.trainer.vertex_training: true"
+        )
     if bool(trainer.accelerator_type) != (trainer.accelerator_count > 0):
         raise ConfigError(
             "cloud.trainer.accelerator_count",

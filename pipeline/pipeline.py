@@ -63,8 +63,13 @@ def vertex_training_config(cfg: PipelineConfig) -> Dict[str, Any]:
     machine_spec: Dict[str, Any] = {"machine_type": trainer.vertex_machine_type}
     if trainer.accelerator_type:
         machine_spec.update(accelerator_type=trainer.accelerator_type, accelerator_count=trainer.accelerator_count)
-    worker_pool = {"machine_spec": machine_spec, "replica_count": 1, "container_spec": {"image_uri": cfg.cloud.image}}
-    job = {"project": cfg.cloud.project, "job_spec": {"worker_pool_specs": [worker_pool]}}
+    # Pool 0 is the chief, one replica; pool 1 the other replicas (see multiprocess.cluster_role).
+    pools = [
+        {"machine_spec": machine_spec, "replica_count": count, "container_spec": {"image_uri": cfg.cloud.image}}
+        for count in (1, trainer.replica_count - 1)
+        if count
+    ]
+    job = {"project": cfg.cloud.project, "job_spec": {"worker_pool_specs": pools}}
     return {
         vertex_executor.TRAINING_ARGS_KEY: job,
         vertex_constants.ENABLE_VERTEX_KEY: True,

@@ -43,6 +43,8 @@ def test_overrides_parse_yaml_values():
         ("model.seq_len=0", "model.seq_len"),
         ("train.epochs=two", "train.epochs"),
         ("train.learning_rate=fast", "train.learning_rate"),
+        ("train.learning_rate_schedule=linear", "train.learning_rate_schedule"),
+        ("train.learning_rate_schedule=null", "train.learning_rate_schedule"),
         ("vocab.vocabulary_size=3", "vocab.vocabulary_size"),
         ("vocab.reserved_tokens=[[UNK], [PAD], [BOS]]", "vocab.reserved_tokens"),
         ("eval.decoders={nucleus: {}}", "eval.decoders.nucleus"),
@@ -64,6 +66,8 @@ def test_overrides_parse_yaml_values():
         ("cloud.trainer.accelerator_type=NVIDIA_L4", "cloud.trainer.accelerator_count"),
         ("cloud.trainer.accelerator_count=2", "cloud.trainer.accelerator_count"),
         ("cloud.dataflow.max_num_workers=0", "cloud.dataflow.max_num_workers"),
+        ("cloud.trainer.replica_count=0", "cloud.trainer.replica_count"),
+        ("cloud.trainer.replica_count=2", "cloud.trainer.replica_count"),  # without vertex_training
         ("cloud.dataflow.temp_location=/tmp/x", "cloud.dataflow.temp_location"),
         ("mlflow.tracking_uri=https://bob:secret@mlflow.example.com", "mlflow.tracking_uri"),
     ],
@@ -74,6 +78,13 @@ def test_bad_values_name_the_key(override, key):
     assert err.value.key == key
     assert str(err.value).startswith(f"config error: {key}: ")
     assert "\n" not in str(err.value)
+
+
+def test_several_trainer_replicas_need_a_vertex_job_and_jax():
+    replicas = ["cloud.trainer.replica_count=2", "cloud.trainer.vertex_training=true"]
+    assert load_config(os.path.join(CONFIGS, "vertex.yaml"), replicas).cloud.trainer.replica_count == 2
+    with pytest.raises(ConfigError, match="train.backend: the Trainer's replicas train on JAX together"):
+        load_config(os.path.join(CONFIGS, "vertex.yaml"), [*replicas, "train.backend=tensorflow"])
 
 
 def test_missing_or_malformed_config_file(tmp_path):

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import google.auth
 import keras
@@ -27,7 +29,15 @@ from components.trainer.component import Trainer
 from components.vocab_gen.wordpiece import learn_vocabulary, pretokenize_lines
 from pipeline.config import TrainConfig, load_config
 from pipeline.pipeline import vertex_training_config
-from tests.conftest import TINY_CONFIG, TINY_CORPUS, read_long_lines, tokenize, write_token_examples
+from tests.conftest import (
+    REPO_ROOT,
+    TINY_CONFIG,
+    TINY_CORPUS,
+    free_port,
+    read_long_lines,
+    tokenize,
+    write_token_examples,
+)
 
 EPOCHS = 3
 SEQ_LEN = 16
@@ -82,6 +92,11 @@ def fn_args_factory(tmp_path):
     return make, MlflowClient(tracking_uri)
 
 
+def cosine_rate(step, total, peak=TrainConfig.learning_rate, floor=0.1):
+    """The cosine schedule's rate after `step` of `total` steps, written out independently."""
+    return peak * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * step / total)))
+
+
 def _run_for(client, pipeline_run_id):
     experiment = client.get_experiment_by_name("exp")
     (run,) = client.search_runs([experiment.experiment_id], f"tags.`tfx.pipeline_run_id` = '{pipeline_run_id}'")
@@ -99,6 +114,9 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     assert manifest.mlflow_run_id == run.info.run_id
     assert run.info.status == "RUNNING"  # the Evaluator finishes it
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3]
+    # The default cosine schedule over the run's 3 epochs x 2 steps, as logged after each epoch.
+    logged_rates = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr")]
+    assert logged_rates == pytest.approx([cosine_rate(step, total=2 * EPOCHS) for step in (2, 4, 6)])
     # The exported weights are the best epoch's, and the run says which one it was.
     history = client.get_metric_history(run.info.run_id, "val/perplexity")
     best = min(history, key=lambda m: m.value)
@@ -138,6 +156,9 @@ def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weight
     run = _run_for(client, "run-jax")
     assert run.data.params["train.backend_resolved"] == "jax"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3]
+    # The default cosine schedule over the run's 3 epochs x 2 steps, as logged after each epoch.
+    logged_rates = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr")]
+    assert logged_rates == pytest.approx([cosine_rate(step, total=2 * EPOCHS) for step in (2, 4, 6)])
     assert "train.best_epoch" in run.data.metrics and run.data.metrics["model.num_parameters"] > 0
     # The child's kept weights are what this (TensorFlow) process exported and serves.
     fitted = keras.models.load_model(os.path.join(fn_args.model_run_dir, "fit", "fitted.keras"))
@@ -249,8 +270,10 @@ def test_executor_without_tracking_settings_names_the_variables(tmp_path, monkey
         executor.Executor(_context(tmp_path))._GetFnArgs(*_trainer_inputs(tmp_path))
 
 
-def test_vertex_training_submits_our_executor_to_a_gpu_pool_with_the_run_context(tmp_path, monkeypatch):
-    """Up to the network call: the CustomJob TFX's Vertex client builds is what Vertex would get."""
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_vertex_training_submits_our_executor_to_a_gpu_pool_with_the_run_context(tmp_path, monkeypatch, replicas):
+    """Up to the network call: the CustomJob TFX's Vertex client builds is what Vertex would
+    get. Several replicas: the chief's pool of one, then a pool of the others, same machines."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.com")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "exp")
     monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), "p"))
@@ -266,13 +289,18 @@ def test_vertex_training_submits_our_executor_to_a_gpu_pool_with_the_run_context
             "cloud.trainer.vertex_machine_type=g2-standard-8",
             "cloud.trainer.accelerator_type=NVIDIA_L4",
             "cloud.trainer.accelerator_count=1",
+            f"cloud.trainer.replica_count={replicas}",
         ],
     )
     inputs, outputs, exec_properties = _trainer_inputs(tmp_path, **vertex_training_config(cfg))
     executor.VertexTrainingExecutor(_context(tmp_path)).Do(inputs, outputs, exec_properties)
 
     assert submitted["project"] == "p" and submitted["vertex_region"] == "europe-west4"
-    (pool,) = submitted["training_job"]["job_spec"]["worker_pool_specs"]
+    pools = submitted["training_job"]["job_spec"]["worker_pool_specs"]
+    assert [p["replica_count"] for p in pools] == [1, replicas - 1][: min(replicas, 2)]
+    assert all(p["machine_spec"] == pools[0]["machine_spec"] for p in pools)
+    assert all(p["container_spec"] == pools[0]["container_spec"] for p in pools)  # every replica runs our executor
+    pool = pools[0]
     assert pool["machine_spec"] == {
         "machine_type": "g2-standard-8",
         "accelerator_type": "NVIDIA_L4",
@@ -311,4 +339,111 @@ def test_a_killed_training_resumes_from_its_last_epoch(fn_args_factory, monkeypa
     retry = _run_for(client, "attempt-2")
     # Epochs 1-2 were restored from the backup; only epoch 3 ran again.
     assert [m.step for m in client.get_metric_history(retry.info.run_id, "val/loss")] == [3]
+    # With the optimizer's step count: the schedule went on to its end, it did not restart.
+    (rate,) = client.get_metric_history(retry.info.run_id, "train/lr")
+    assert rate.value == pytest.approx(cosine_rate(2 * EPOCHS, total=2 * EPOCHS))
     assert not os.listdir(os.path.join(make("x").custom_config[keys.CHECKPOINT_ROOT]))
+
+
+REPLICA = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
+from tfx import v1 as tfx
+from components.trainer import trainer_module
+trainer_module.run_fn(tfx.components.FnArgs(**json.load(open(sys.argv[1]))))
+"""
+# The same epochs in one process, straight through the loop the replicas run.
+ONE_PROCESS = """
+import json, sys
+import keras
+from components.lm_data import read_labels
+from components.minigpt.model import GPTConfig
+from components.minigpt.multiprocess import ClusterRole
+from components.minigpt.sequences import features_from_labels
+from components.minigpt.training import TrainingSettings, build_trainable_model, learning_rate_schedule
+from components.trainer.fit import fit_across_processes
+args = json.load(open(sys.argv[1]))
+train, model_cfg = args["train"], args["model"]
+keras.utils.set_random_seed(train["seed"])
+data = []
+for files, split in ((args["train_files"], "train"), (args["eval_files"], "eval")):
+    labels = read_labels(files, model_cfg["seq_len"], split)
+    data.append((features_from_labels(labels, 2), labels))
+total = train["steps_per_epoch"] * train["epochs"]
+rate = learning_rate_schedule(train["learning_rate"], train["learning_rate_schedule"], total)
+gpt = GPTConfig(vocabulary_size=args["vocabulary_size"], **model_cfg)
+model = build_trainable_model(gpt, rate, TrainingSettings("float32", None, 1))
+history = fit_across_processes(model, ClusterRole("", 1, 0), data[0], data[1], train, [])
+print(json.dumps([logs["loss"] for logs in history]))
+"""
+
+
+def _cluster_spec(ports, pool, index):
+    pools = {"workerpool0": [f"127.0.0.1:{ports[0]}"], "workerpool1": [f"127.0.0.1:{ports[1]}"]}
+    return json.dumps({"cluster": pools, "task": {"type": pool, "index": index}, "job": "{}"})
+
+
+def _python(script, arg, **env):
+    full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
+    full_env.pop("XLA_FLAGS", None)  # one CPU device per process
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(arg)],
+        cwd=REPO_ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _finished(process):
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-4000:]
+    return out
+
+
+def test_two_replicas_train_data_parallel_and_only_the_chief_logs_and_exports(fn_args_factory, tmp_path):
+    """Two real replicas of a Vertex job on this machine, each running `run_fn` with the
+    CLUSTER_SPEC Vertex would give it: they join JAX's multi-process runtime through
+    the chief, train each on half of every batch, and learn what one process learns on
+    the same global batches; only the chief logs to MLflow and exports."""
+    make, client = fn_args_factory
+    fn_args = make("replicas")
+    fn_args.custom_config[keys.TRAIN]["precision"] = "float32"  # exact comparison
+    args_path = tmp_path / "fn_args.json"
+    args_path.write_text(
+        json.dumps(
+            {
+                f: getattr(fn_args, f)
+                for f in ("train_files", "eval_files", "serving_model_dir", "model_run_dir", "custom_config")
+            }
+        )
+    )
+    ports = (free_port(), free_port())
+    chief = _python(REPLICA, args_path, CLUSTER_SPEC=_cluster_spec(ports, "workerpool0", 0))
+    worker = _python(REPLICA, args_path, CLUSTER_SPEC=_cluster_spec(ports, "workerpool1", 0))
+    chief_log, worker_log = _finished(chief), _finished(worker)
+    assert "Epoch 3/3 (process 0 of 2)" in chief_log and "val_loss" in chief_log
+    assert "Process 1 of 2 trained its share" in worker_log and "val_loss" not in worker_log
+
+    run = _run_for(client, "replicas")
+    assert run.data.params["train.backend_resolved"] == "jax"  # "auto": replicas train on JAX
+    assert run.data.tags["minigpt.devices"] == "2"  # one CPU device in each process
+    for name in ("train/loss", "train/perplexity", "train/lr", "val/loss", "val/perplexity"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2, 3], name
+    model, manifest, _ = model_bundle.load(fn_args.serving_model_dir)
+    assert manifest.params["train.precision_resolved"] == "float32"
+    assert model(np.array([[2, 5, 9, 0]], dtype="int32")).shape == (1, 4, manifest.model.vocabulary_size)
+
+    train_cfg = fn_args.custom_config[keys.TRAIN]
+    one_args = tmp_path / "one_process.json"
+    one_args.write_text(
+        json.dumps(
+            {
+                "train": train_cfg,
+                "model": fn_args.custom_config[keys.MODEL],
+                "vocabulary_size": manifest.model.vocabulary_size,
+                "train_files": fn_args.train_files,
+                "eval_files": fn_args.eval_files,
+            }
+        )
+    )
+    alone = json.loads(_finished(_python(ONE_PROCESS, one_args, KERAS_BACKEND="jax")).strip().splitlines()[-1])
+    logged = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    np.testing.assert_allclose(logged, alone, rtol=1e-5)

@@ -44,6 +44,15 @@ def test_unknown_precision_is_rejected_at_load_and_at_resolve():
         load_config(None, ["train.steps_per_execution=0"])
 
 
+def test_the_learning_rate_is_the_reference_constant_or_a_cosine_down_to_a_tenth():
+    assert training.learning_rate_schedule(1e-3, "constant", 100) == 1e-3
+    cosine = training.learning_rate_schedule(1e-3, "cosine", 100)
+    rates = [float(cosine(step)) for step in (0, 50, 100, 150)]
+    assert rates == pytest.approx([1e-3, 0.55e-3, 1e-4, 1e-4])  # peak, halfway, then the floor
+    with pytest.raises(ValueError, match="learning-rate schedule must be one of constant, cosine"):
+        training.learning_rate_schedule(1e-3, "linear", 100)
+
+
 @pytest.mark.parametrize("gpus, expected", [(["0000:00:04.0"], "jax"), ([], "tensorflow")])
 def test_auto_backend_is_jax_where_the_driver_lists_a_gpu(tmp_path, monkeypatch, gpus, expected):
     for gpu in gpus:

@@ -56,7 +56,10 @@ def build_model(cfg: GPTConfig, dtype: Optional[str] = None) -> keras.Model:
 
 
 def compile_model(
-    model: keras.Model, learning_rate: float, jit_compile: Optional[bool] = None, steps_per_execution: int = 1
+    model: keras.Model,
+    learning_rate: "float | keras.optimizers.schedules.LearningRateSchedule",
+    jit_compile: Optional[bool] = None,
+    steps_per_execution: int = 1,
 ) -> None:
     """Adam + cross-entropy from logits, with perplexity that ignores [PAD] (the reference).
 

@@ -11,13 +11,21 @@ Keras' own `DataParallel` cannot do this with the pinned jax 0.4.30 (creating va
 built with `jax.make_array_from_callback`, the batches with
 `jax.make_array_from_process_local_data`, and the step is the model's `stateless_call`
 under `jax.jit`.
+
+A replica learns its place from Vertex AI's `CLUSTER_SPEC` (`cluster_role`): the first
+address of worker pool 0 is the chief, which coordinates, validates, logs and exports.
 """
 
 from __future__ import annotations
 
-from typing import Callable, List, NamedTuple
+import json
+import os
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional
 
 import numpy as np
+
+# Set by Vertex AI on every replica of a custom job: the pools' addresses and this task.
+CLUSTER_SPEC_ENV = "CLUSTER_SPEC"
 
 
 class TrainState(NamedTuple):
@@ -26,12 +34,61 @@ class TrainState(NamedTuple):
     optimizer: List
 
 
+class ClusterRole(NamedTuple):
+    coordinator: str  # host:port of the chief, where JAX's coordination service listens
+    num_processes: int
+    process_id: int  # 0 is the chief
+
+    @property
+    def is_chief(self) -> bool:
+        return self.process_id == 0
+
+
+def cluster_role(environ: Mapping[str, str] = os.environ) -> Optional[ClusterRole]:
+    """This replica's place in a multi-replica job, from `CLUSTER_SPEC`; None when alone.
+
+    Vertex AI writes `{"cluster": {"workerpool0": ["host:port"], "workerpool1": [...]},
+    "task": {"type": "workerpool1", "index": 0}, ...}`. Processes are numbered pool by
+    pool, so the one replica of worker pool 0 is process 0. A one-replica job (which
+    Vertex describes the same way) is alone: it trains with Keras' own `fit`.
+    """
+    raw = environ.get(CLUSTER_SPEC_ENV)
+    if not raw:
+        return None
+    spec = json.loads(raw)
+    cluster, task = spec["cluster"], spec["task"]
+    pools = sorted(cluster)  # workerpool0, workerpool1, ...
+    addresses = [address for pool in pools for address in cluster[pool]]
+    if len(addresses) < 2:
+        return None
+    before = sum(len(cluster[pool]) for pool in pools[: pools.index(task["type"])])
+    return ClusterRole(addresses[0], len(addresses), before + int(task["index"]))
+
+
+def epoch_batches(num_rows: int, batch_size: int, seed: int, epoch: int, max_steps: Optional[int] = None) -> List:
+    """Row indices of each global batch of one epoch, the same in every process.
+
+    A fresh seeded shuffle each epoch, as Keras' `fit(shuffle=True)` does; the last
+    partial batch is dropped, so that every process always feeds an equal share.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(num_rows)
+    batches = [order[start : start + batch_size] for start in range(0, num_rows - batch_size + 1, batch_size)]
+    return batches[:max_steps] if max_steps else batches
+
+
 def initialize(coordinator_address: str, num_processes: int, process_id: int) -> None:
     """Joins this process to the others (call before anything touches a JAX device)."""
     import jax  # pylint: disable=import-outside-toplevel
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives across processes
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def device_count() -> int:
+    """Devices of every process together (after `initialize`)."""
+    import jax  # pylint: disable=import-outside-toplevel
+
+    return jax.device_count()
 
 
 class DataParallelTrainer:
@@ -47,6 +104,7 @@ class DataParallelTrainer:
         mesh = Mesh(np.array(jax.devices()), ("batch",))
         self._replicated = NamedSharding(mesh, PartitionSpec())
         self._rows = NamedSharding(mesh, PartitionSpec("batch"))
+        self.num_devices = mesh.size
         optimizer = model.optimizer
         optimizer.build(model.trainable_variables)
         self.state = TrainState(
@@ -54,39 +112,67 @@ class DataParallelTrainer:
             [self._replicate(v) for v in model.non_trainable_variables],
             [self._replicate(v) for v in optimizer.variables],
         )
-        self._step = jax.jit(self._make_step(model, optimizer, model.loss), donate_argnums=0)
+        self._step = jax.jit(self._make_step(model, optimizer), donate_argnums=0)
 
     def _replicate(self, variable):
         value = np.asarray(variable.value)
         return self._jax.make_array_from_callback(value.shape, self._replicated, lambda index: value[index])
 
     @staticmethod
-    def _make_step(model, optimizer, loss_fn) -> Callable:
+    def _make_step(model, optimizer) -> Callable:
+        """The compiled model's step: its loss (cross-entropy over every position, the
+        reference's), plus the [PAD]-masked sums its perplexity metric is made of."""
         import jax  # pylint: disable=import-outside-toplevel
+        import keras  # pylint: disable=import-outside-toplevel
+
+        from components.minigpt.model import PAD_ID  # pylint: disable=import-outside-toplevel
 
         def step(state: TrainState, features, labels):
             def loss_of(trainable):
                 logits, non_trainable = model.stateless_call(trainable, state.non_trainable, features, training=True)
-                return loss_fn(labels, logits), non_trainable
+                logits = keras.ops.cast(logits, "float32")
+                per_token = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+                kept = keras.ops.cast(labels != PAD_ID, "float32")
+                masked = (keras.ops.sum(per_token * kept), keras.ops.sum(kept))
+                return keras.ops.mean(per_token), (non_trainable, masked)
 
-            (loss, non_trainable), grads = jax.value_and_grad(loss_of, has_aux=True)(state.trainable)
+            (loss, (non_trainable, masked)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.trainable)
             trainable, optimizer_vars = optimizer.stateless_apply(state.optimizer, grads, state.trainable)
-            return TrainState(trainable, non_trainable, optimizer_vars), loss
+            return TrainState(trainable, non_trainable, optimizer_vars), (loss, *masked)
 
         return step
 
     def train_step(self, local_features: np.ndarray, local_labels: np.ndarray) -> float:
         """One step on the global batch made of every process's local rows; returns its loss."""
+        return self._train_step(local_features, local_labels)[0]
+
+    def _train_step(self, local_features: np.ndarray, local_labels: np.ndarray) -> "tuple[float, float, float]":
         make = self._jax.make_array_from_process_local_data
         features, labels = make(self._rows, local_features), make(self._rows, local_labels)
-        self.state, loss = self._step(self.state, features, labels)
-        return float(loss)
+        self.state, measures = self._step(self.state, features, labels)
+        return tuple(float(m) for m in measures)
+
+    def train_epoch(self, features: np.ndarray, labels: np.ndarray, batches: List) -> Dict[str, float]:
+        """One pass over `batches` (global row indices, `epoch_batches`), this process
+        feeding its share of each; the epoch's mean loss and [PAD]-masked perplexity, as
+        Keras' `fit` would report them."""
+        count, index = self._jax.process_count(), self._jax.process_index()
+        losses, masked_sum, kept = [], 0.0, 0.0
+        for rows in batches:
+            share = len(rows) // count
+            mine = rows[index * share : (index + 1) * share]
+            loss, step_sum, step_kept = self._train_step(features[mine], labels[mine])
+            losses.append(loss)
+            masked_sum, kept = masked_sum + step_sum, kept + step_kept
+        return {"loss": float(np.mean(losses)), "perplexity": float(np.exp(masked_sum / max(kept, 1.0)))}
 
     def write_back(self) -> None:
-        """Copies the trained state into the Keras model (to save or export it)."""
+        """Copies the trained state into the Keras model and its optimizer (to validate,
+        save or export it, and so the optimizer's step count drives its schedule)."""
         for variables, values in (
             (self.model.trainable_variables, self.state.trainable),
             (self.model.non_trainable_variables, self.state.non_trainable),
+            (self.model.optimizer.variables, self.state.optimizer),
         ):
             for variable, value in zip(variables, values):
                 variable.assign(np.asarray(value.addressable_data(0)))

@@ -16,6 +16,9 @@ if TYPE_CHECKING:  # the config loader imports this module: no Keras at import t
     from components.minigpt.model import GPTConfig
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+# Where the cosine schedule ends, as a fraction of the peak rate (nanoGPT's min_lr ratio).
+COSINE_FLOOR = 0.1
 BACKENDS = ("auto", "tensorflow", "jax")
 # The NVIDIA driver lists one folder per GPU here, whatever the Python libraries can see.
 NVIDIA_GPUS_DIR = "/proc/driver/nvidia/gpus"
@@ -83,7 +86,33 @@ def resolve_settings(precision: str, jit_compile: Optional[bool], steps_per_exec
     return TrainingSettings(precision, jit_compile, steps_per_execution)
 
 
-def build_trainable_model(gpt: "GPTConfig", learning_rate: float, settings: TrainingSettings) -> "keras.Model":
+def learning_rate_schedule(
+    learning_rate: float, schedule: str, total_steps: int
+) -> "float | keras.optimizers.schedules.LearningRateSchedule":
+    """Adam's learning rate over the run: the reference's constant rate, or a cosine decay.
+
+    `cosine` starts at `learning_rate` and falls along a half cosine to COSINE_FLOOR of it
+    at `total_steps` (the run's epochs x steps per epoch). Unlike the speed settings this
+    changes what is learned: it is kept because it reaches the reference's quality in less
+    time (BENCHMARKS.md §3). The optimizer's step count is in its checkpoint, so a resumed
+    run continues the schedule where it stopped.
+    """
+    if schedule not in LEARNING_RATE_SCHEDULES:
+        raise ValueError(
+            f"learning-rate schedule must be one of {', '.join(LEARNING_RATE_SCHEDULES)}, got {schedule!r}"
+        )
+    if schedule == "constant":
+        return learning_rate
+    import keras  # pylint: disable=import-outside-toplevel
+
+    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(total_steps, 1), alpha=COSINE_FLOOR)
+
+
+def build_trainable_model(
+    gpt: "GPTConfig",
+    learning_rate: "float | keras.optimizers.schedules.LearningRateSchedule",
+    settings: TrainingSettings,
+) -> "keras.Model":
     """The reference model in `settings.precision`, compiled with the reference's loss and
     metric and the step settings: what the Trainer and the benchmarks train."""
     from components.minigpt.model import build_model, compile_model  # pylint: disable=import-outside-toplevel

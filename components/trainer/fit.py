@@ -6,6 +6,11 @@ process. To train on JAX (the fast backend on GPUs), the Trainer runs this modul
 reads the token ids, fits, logs every epoch to the pipeline's MLflow run, and saves the
 kept weights as a `.keras` file, which the parent loads and exports as a TensorFlow
 SavedModel. Nothing here imports TFX; the model and loop are pure Keras.
+
+On a multi-replica job (Vertex AI's `CLUSTER_SPEC` lists more than one process) every
+replica runs this on JAX: the processes join JAX's multi-process runtime and train data
+parallel (`components.minigpt.multiprocess`); the chief validates, logs and keeps the
+best epoch, the other replicas only train their share.
 """
 
 from __future__ import annotations
@@ -24,15 +29,21 @@ from mlflow.tracking import MlflowClient
 
 from components.artifact_types import read_vocabulary
 from components.buffered_run import BufferedRun, Call
-from components.errors import InputDataError, UserInputError
+from components.errors import ConfigError, InputDataError, UserInputError
 from components.lm_data import read_labels
+from components.minigpt import multiprocess
 from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.callbacks import KeepBestEpoch
 from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig
 from components.minigpt.sequences import features_from_labels
 from components.minigpt.tokenizer import TextCodec
-from components.minigpt.training import build_trainable_model, resolve_settings, use_every_local_device
+from components.minigpt.training import (
+    build_trainable_model,
+    learning_rate_schedule,
+    resolve_settings,
+    use_every_local_device,
+)
 from components.tracking import PipelineRun
 from components.trainer import keys
 
@@ -47,7 +58,7 @@ class FitRequest:
     train_files: List[str]
     eval_files: List[str]
     checkpoint_dir: str
-    mlflow_run_id: str
+    mlflow_run_id: Optional[str]  # None: log nothing (a replica that is not the chief)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +99,8 @@ class MlflowEpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Dict[str, float] = None) -> None:
         step = epoch + 1
         metrics = {**(logs or {}), "seconds_per_epoch": time.time() - self._epoch_start}
+        # The rate the schedule has reached (`lr`: after `loss` in the UI's `train` section).
+        metrics["lr"] = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
         self._run.log("log_metrics", {sectioned(name): float(value) for name, value in metrics.items()}, step)
         text = self._codec.detokenize(self._generator.generate(self._sampler))[0]
         logger.info("Epoch %d top-k sample: %s", step, text)
@@ -96,6 +109,9 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
 def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     """Fits the model on the current backend; returns it with the kept epoch's weights."""
+    role = multiprocess.cluster_role()
+    if role:  # before anything touches a JAX device
+        multiprocess.initialize(role.coordinator, role.num_processes, role.process_id)
     cfg = request.custom_config
     train_cfg = cfg[keys.TRAIN]
     vocab = read_vocabulary(cfg[keys.VOCABULARY_PATH])
@@ -104,42 +120,104 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     keras.utils.set_random_seed(train_cfg["seed"])
     train_labels = read_labels(request.train_files, gpt.seq_len, "train")
     eval_labels = read_labels(request.eval_files, gpt.seq_len, "eval")
+    train_data = (features_from_labels(train_labels, codec.bos_id), train_labels)
+    eval_data = (features_from_labels(eval_labels, codec.bos_id), eval_labels)
     tracking_uri = cfg[keys.MLFLOW]["tracking_uri"]
-    run = BufferedRun(PipelineRun(MlflowClient(tracking_uri), request.mlflow_run_id), tracking_uri)
+    run = None
+    if request.mlflow_run_id is not None:
+        run = BufferedRun(PipelineRun(MlflowClient(tracking_uri), request.mlflow_run_id), tracking_uri)
 
     # Resolved here, where the backend that will train is the one that looks for a GPU.
     settings = resolve_settings(train_cfg["precision"], train_cfg["jit_compile"], train_cfg["steps_per_execution"])
-    devices = use_every_local_device()
-    model = build_trainable_model(gpt, train_cfg["learning_rate"], settings)
-    model.summary(print_fn=logger.info)
-    run.log("log_metrics", {"model.num_parameters": model.count_params()}, 0)
-    run.log("set_tag", "minigpt.devices", str(devices))
-    best = KeepBestEpoch("val_perplexity")
-    model.fit(
-        features_from_labels(train_labels, codec.bos_id),
-        train_labels,
-        batch_size=train_cfg["batch_size"],
-        shuffle=True,
-        validation_data=(features_from_labels(eval_labels, codec.bos_id), eval_labels),
-        validation_batch_size=train_cfg["batch_size"],
-        epochs=train_cfg["epochs"],
-        steps_per_epoch=train_cfg["steps_per_epoch"],
-        validation_steps=train_cfg["validation_steps"],
-        callbacks=[
-            keras.callbacks.BackupAndRestore(request.checkpoint_dir),
-            best,
-            MlflowEpochLogger(
-                run, codec, train_cfg["epoch_sample_tokens"], train_cfg["epoch_sample_k"], train_cfg["seed"]
-            ),
-        ],
-        # A live progress bar on a terminal, one line per epoch in logs and CI.
-        verbose=1 if sys.stdout.isatty() else 2,
+    devices = multiprocess.device_count() if role else use_every_local_device()
+    batches = train_cfg["steps_per_epoch"] or -(-len(train_labels) // train_cfg["batch_size"])
+    rate = learning_rate_schedule(
+        train_cfg["learning_rate"], train_cfg["learning_rate_schedule"], batches * train_cfg["epochs"]
     )
+    model = build_trainable_model(gpt, rate, settings)
+    model.summary(print_fn=logger.info)
+    best = KeepBestEpoch("val_perplexity")
+    callbacks: List[keras.callbacks.Callback] = [best]
+    if run:
+        run.log("log_metrics", {"model.num_parameters": model.count_params()}, 0)
+        run.log("set_tag", "minigpt.devices", str(devices))
+        k, num_tokens = train_cfg["epoch_sample_k"], train_cfg["epoch_sample_tokens"]
+        callbacks.append(MlflowEpochLogger(run, codec, num_tokens, k, train_cfg["seed"]))
+    if role:
+        fit_across_processes(model, role, train_data, eval_data, train_cfg, callbacks if role.is_chief else [])
+    else:
+        model.fit(
+            *train_data,
+            batch_size=train_cfg["batch_size"],
+            shuffle=True,
+            validation_data=eval_data,
+            validation_batch_size=train_cfg["batch_size"],
+            epochs=train_cfg["epochs"],
+            steps_per_epoch=train_cfg["steps_per_epoch"],
+            validation_steps=train_cfg["validation_steps"],
+            callbacks=[keras.callbacks.BackupAndRestore(request.checkpoint_dir), *callbacks],
+            # A live progress bar on a terminal, one line per epoch in logs and CI.
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
     if best.best_epoch is not None:
         logger.info("Keeping epoch %d's weights (val_perplexity %.2f).", best.best_epoch, best.best_value)
-        run.log("log_metrics", {"train.best_epoch": best.best_epoch, "val.best_perplexity": best.best_value}, 0)
-    result = FitResult(best.best_epoch, best.best_value, keras.backend.backend(), settings.precision, run.pending)
-    return model, result
+        if run:
+            run.log("log_metrics", {"train.best_epoch": best.best_epoch, "val.best_perplexity": best.best_value}, 0)
+    pending = run.pending if run else []
+    return model, FitResult(best.best_epoch, best.best_value, keras.backend.backend(), settings.precision, pending)
+
+
+def fit_across_processes(
+    model: keras.Model,
+    role: multiprocess.ClusterRole,
+    train_data: "tuple",
+    eval_data: "tuple",
+    train_cfg: Dict[str, Any],
+    callbacks: List[keras.callbacks.Callback],
+) -> List[Dict[str, float]]:
+    """Keras `fit`'s epochs over every process of a multi-replica job; each epoch's logs.
+
+    Each process feeds its share of every global batch (`multiprocess.DataParallelTrainer`);
+    after each epoch the chief validates with Keras' `evaluate` and runs `callbacks` with
+    the logs `fit` would give them. Not done on this path: resuming a killed job from a
+    backup (Keras' `BackupAndRestore` is single-process), and the last partial batch of an
+    epoch, which is dropped so that every process always feeds an equal share.
+    """
+    batch_size = train_cfg["batch_size"]
+    trainer = multiprocess.DataParallelTrainer(model)
+    if batch_size % trainer.num_devices:
+        raise ConfigError(
+            "train.batch_size",
+            f"{batch_size} does not split evenly over the {trainer.num_devices} devices of "
+            f"{role.num_processes} training processes: use a multiple of {trainer.num_devices}",
+        )
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    callback_list.on_train_begin()
+    history = []
+    for epoch in range(train_cfg["epochs"]):
+        callback_list.on_epoch_begin(epoch)
+        batches = multiprocess.epoch_batches(
+            len(train_data[1]), batch_size, train_cfg["seed"], epoch, train_cfg["steps_per_epoch"]
+        )
+        logs = trainer.train_epoch(*train_data, batches)
+        trainer.write_back()
+        if role.is_chief:
+            validation = model.evaluate(
+                *eval_data, batch_size=batch_size, steps=train_cfg["validation_steps"], return_dict=True, verbose=0
+            )
+            logs.update({f"val_{name}": float(value) for name, value in validation.items()})
+        logger.info(
+            "Epoch %d/%d (process %d of %d): %s",
+            epoch + 1,
+            train_cfg["epochs"],
+            role.process_id,
+            role.num_processes,
+            ", ".join(f"{name} {value:.4f}" for name, value in logs.items()),
+        )
+        callback_list.on_epoch_end(epoch, logs)
+        history.append(logs)
+    callback_list.on_train_end()
+    return history
 
 
 def fit_in_child_process(request: FitRequest, backend: str, work_dir: str) -> "tuple[keras.Model, FitResult]":
@@ -149,7 +227,7 @@ def fit_in_child_process(request: FitRequest, backend: str, work_dir: str) -> "t
     re-raised here as the same one-line InputDataError; any other failure names the exit
     code (the child's traceback is in the log above it).
     """
-    os.makedirs(work_dir, exist_ok=True)
+    os.makedirs(work_dir, exist_ok=True)  # local: the child and this process exchange files there
     request_path = os.path.join(work_dir, "fit_request.json")
     with open(request_path, "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(request), f)

@@ -13,15 +13,20 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
+import time
 from typing import Any, Dict
 
 import keras
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 
 from components import model_bundle, plots
 from components.artifact_types import read_vocabulary
 from components.buffered_run import BufferedRun
+from components.errors import ConfigError
 from components.formats import LENGTH_BUCKET_BYTES
+from components.minigpt import multiprocess
 from components.minigpt.decoders import check_fits_vocabulary
 from components.minigpt.model import GPTConfig
 from components.minigpt.training import resolve_backend
@@ -33,6 +38,8 @@ from components.trainer.fit import FitRequest, fit, fit_in_child_process
 logger = logging.getLogger("components.trainer.trainer_module")
 # In the model_run folder: the logging calls an unreachable tracking server missed.
 UNLOGGED_FILE = "mlflow_unlogged.json"
+# How often a replica that is not the chief looks for the chief's export.
+EXPORT_POLL_S = 2.0
 
 
 def _checkpoint_dir(cfg: Dict[str, Any], fn_args: tfx.components.FnArgs) -> str:
@@ -54,6 +61,44 @@ def _checkpoint_dir(cfg: Dict[str, Any], fn_args: tfx.components.FnArgs) -> str:
     return os.path.join(cfg[keys.CHECKPOINT_ROOT], hashlib.sha1(identity.encode()).hexdigest()[:16])
 
 
+def _exchange_dir(fn_args: tfx.components.FnArgs, process_id: int) -> str:
+    """Where a fit's child process and this process exchange files (plain file I/O):
+    under `model_run_dir` when that is local (kept to inspect), else a local temporary
+    folder (on Vertex `model_run_dir` is a bucket, shared by every replica)."""
+    name = "fit" if process_id == 0 else f"fit-process-{process_id}"
+    if "://" in fn_args.model_run_dir:
+        return tempfile.mkdtemp(prefix=f"minigpt-{name}-")
+    return os.path.join(fn_args.model_run_dir, name)
+
+
+def _train_share(request: FitRequest, backend: str, fn_args: tfx.components.FnArgs, role) -> None:
+    """A replica other than the chief: trains its share of every batch, then waits for the
+    chief's export, since TFX fails any replica whose `run_fn` leaves no model behind."""
+    fit_in_child_process(request, backend, _exchange_dir(fn_args, role.process_id))
+    logger.info(
+        "Process %d of %d trained its share; waiting for the chief's export in %s.",
+        role.process_id,
+        role.num_processes,
+        fn_args.serving_model_dir,
+    )
+    while not fileio.exists(fn_args.serving_model_dir):
+        time.sleep(EXPORT_POLL_S)
+
+
+def _backend_for(train_cfg: Dict[str, Any], role) -> str:
+    """`train.backend` resolved; across several processes only JAX can train."""
+    backend = resolve_backend(train_cfg["backend"])
+    if role is None or backend == "jax":
+        return backend
+    if train_cfg["backend"] == "tensorflow":
+        raise ConfigError(
+            "train.backend",
+            f"tensorflow cannot train across the {role.num_processes} replicas of this job: "
+            "use auto or jax (JAX's multi-process runtime)",
+        )
+    return "jax"
+
+
 # TFX Trainer will call this function.
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the reference mini-GPT and exports it to `fn_args.serving_model_dir`."""
@@ -64,7 +109,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     check_fits_vocabulary(
         "train.epoch_sample_k", train_cfg["epoch_sample_k"], gpt.vocabulary_size, "the learned vocabulary"
     )
-    backend = resolve_backend(train_cfg["backend"])
+    role = multiprocess.cluster_role()
+    backend = _backend_for(train_cfg, role)
+    if role and not role.is_chief:
+        request = FitRequest(
+            cfg, list(fn_args.train_files), list(fn_args.eval_files), _checkpoint_dir(cfg, fn_args), None
+        )
+        _train_share(request, backend, fn_args, role)
+        return
     mlflow_cfg = cfg[keys.MLFLOW]
     run = PipelineRun.for_pipeline_run(
         mlflow_cfg["tracking_uri"], mlflow_cfg["experiment_name"], cfg[keys.PIPELINE_NAME], cfg[keys.PIPELINE_RUN_ID]
@@ -92,7 +144,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         if backend == keras.backend.backend():
             model, result = fit(request)
         else:
-            model, result = fit_in_child_process(request, backend, os.path.join(fn_args.model_run_dir, "fit"))
+            model, result = fit_in_child_process(request, backend, _exchange_dir(fn_args, 0))
         params["train.precision_resolved"] = result.precision
         model_bundle.export(
             fn_args.serving_model_dir,
