@@ -70,7 +70,7 @@ class Recipe:
         codec = TextCodec(vocab, SEQ_LEN)
         keras.utils.set_random_seed(seed)
         if name == "reference":
-            self.model = build_model(GPTConfig(vocabulary_size=len(vocab)))
+            self.model = build_model(GPTConfig(vocabulary_size=len(vocab)), reference_logits=True)
             compile_model(self.model, 1e-3)
 
             def text_batches(lines, shuffle):

@@ -9,11 +9,13 @@ peak, measured in the same run.
 
   baseline   the reference: TensorFlow backend, text -> WordPiece inside the tf.data map
              (`TextCodec.features_and_labels`, the reference's preprocess), float32,
-             Keras' defaults (no XLA on CPU)
+             Keras' defaults (no XLA on CPU), its plain `Dense` logits layer
   ours       our Trainer: token ids read once (what the Tokenize step writes), fed as
-             arrays, with `train.precision` / `train.jit_compile` /
-             `train.steps_per_execution` from pipeline/config.py's defaults
-  others     levers measured one at a time: fp32, fp32+xla, bf16, bf16+xla, ...
+             arrays, the model's `TokenLogits` (one 2-D logits matmul), with
+             `train.precision` / `train.jit_compile` / `train.steps_per_execution` from
+             pipeline/config.py's defaults
+  others     levers measured one at a time: fp32, fp32+xla, bf16, bf16+xla, ...;
+             `bf16+dense` is ours with the reference's `Dense` logits
 
 Usage:
   python benchmarks/train_step.py [--corpus DIR] [--steps 20] [--repeats 3] [--json PATH]
@@ -45,12 +47,15 @@ from benchmarks.common import (  # noqa: E402
 )
 
 # name -> (precision, jit_compile, steps_per_execution); "ours" is filled from the config.
+# Variants named here build the model with the reference's `Dense` logits layer.
+REFERENCE_LOGITS = ("baseline", "bf16+dense")
 LEVERS = {
     "fp32": ("float32", False, 1),
     "fp32+xla": ("float32", True, 1),
     "bf16": ("mixed_bfloat16", False, 1),
     "bf16+xla": ("mixed_bfloat16", True, 1),
     "bf16+spe8": ("mixed_bfloat16", False, 8),
+    "bf16+dense": ("mixed_bfloat16", None, 1),
 }
 
 
@@ -77,7 +82,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from components.minigpt.model import GPTConfig, forward_flops  # noqa: E402
+from components.minigpt.model import GPTConfig, build_model, compile_model, forward_flops  # noqa: E402
 from components.minigpt.sequences import features_from_labels  # noqa: E402
 from components.minigpt.training import (  # noqa: E402
     TrainingSettings,
@@ -132,7 +137,11 @@ def run_variant(name: str, settings: TrainingSettings, data, held_out, args) -> 
     labels, vocab_size, text = data
     keras.utils.set_random_seed(args.seed)
     cfg = GPTConfig(vocabulary_size=vocab_size)
-    model = build_trainable_model(cfg, 1e-3, settings)
+    if name in REFERENCE_LOGITS:
+        model = build_model(cfg, dtype=settings.precision, reference_logits=True)
+        compile_model(model, 1e-3, settings.jit_compile, settings.steps_per_execution)
+    else:
+        model = build_trainable_model(cfg, 1e-3, settings)
     # Whole calls only, and the same number of steps for every variant (so that the
     # losses compare): warm-up and timed steps are multiples of the largest
     # steps_per_execution among the variants.

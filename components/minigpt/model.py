@@ -16,6 +16,32 @@ PAD_ID = 0  # [PAD] is always token 0: WordPieceTokenizer and the mask rely on i
 LOGITS_LAYER = "logits"
 
 
+@keras.saving.register_keras_serializable(package="minigpt")
+class TokenLogits(keras.layers.Dense):
+    """The reference's `Dense(vocabulary_size)` over every position, computed as one 2-D
+    matmul over all B x T positions: same weights, same result, faster on CPU.
+
+    Keras' `Dense` multiplies a (B, T, D) input by the (D, V) kernel as a broadcast batch
+    matmul, and TensorFlow differentiates that per sequence: B partial (D, V) kernel
+    gradients, then their sum, which on the 5000-token logits is most of a CPU step's
+    matmul time (BENCHMARKS.md §1). Flattened, the kernel gradient is one (D, B*T) x
+    (B*T, V) matmul. The bias is added after the reshape back, which also keeps
+    TensorFlow from fusing matmul + bias into oneDNN's slower non-AMX inner product.
+    A `.keras` file holding this layer loads where this module is imported (it
+    registers the class), e.g. `mlflow.keras.load_model` after `import components.minigpt.model`.
+    """
+
+    def call(self, inputs, training=None):
+        shape = keras.ops.shape(inputs)
+        flat = keras.ops.matmul(keras.ops.reshape(inputs, (-1, shape[-1])), self.kernel)
+        x = keras.ops.reshape(flat, (*shape[:-1], self.units))
+        if self.bias is not None:
+            x = keras.ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
 @dataclasses.dataclass(frozen=True)
 class GPTConfig:
     # Learned vocabulary size (a small corpus may yield fewer than the 5000 asked for).
@@ -29,13 +55,15 @@ class GPTConfig:
     num_layers: int = 2
 
 
-def build_model(cfg: GPTConfig, dtype: Optional[str] = None) -> keras.Model:
+def build_model(cfg: GPTConfig, dtype: Optional[str] = None, reference_logits: bool = False) -> keras.Model:
     """The reference functional model: int token ids (B, T) -> logits (B, T, V).
 
     Args:
       cfg: the model's sizes.
       dtype: a Keras dtype policy for every layer, e.g. "mixed_bfloat16" (bf16 compute,
         float32 weights); None is Keras' global policy (float32 unless set).
+      reference_logits: the keras.io example's plain `Dense` logits layer (the
+        benchmarks' baseline) instead of `TokenLogits`; same weights and outputs.
     """
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = keras_hub.layers.TokenAndPositionEmbedding(
@@ -51,7 +79,8 @@ def build_model(cfg: GPTConfig, dtype: Optional[str] = None) -> keras.Model:
         x = keras_hub.layers.TransformerDecoder(
             num_heads=cfg.num_heads, intermediate_dim=cfg.ff_dim, dtype=dtype, name=f"decoder_{i}"
         )(x)  # (B, T, D)
-    logits = keras.layers.Dense(cfg.vocabulary_size, dtype=dtype, name=LOGITS_LAYER)(x)  # (B, T, V)
+    logits_layer = keras.layers.Dense if reference_logits else TokenLogits
+    logits = logits_layer(cfg.vocabulary_size, dtype=dtype, name=LOGITS_LAYER)(x)  # (B, T, V)
     return keras.Model(token_ids, logits, name="minigpt")
 
 
