@@ -103,13 +103,14 @@ def test_the_curves_come_first_and_val_perplexity_has_a_point_per_epoch(ui, brow
     perplexity and tokens, parameters, kept epoch and its val perplexity); and the val
     perplexity curve as drawn: one point per epoch, at the logged values."""
     url, base, run_id = ui
-    browser.open(tab(url, "model-metrics"), "document.querySelectorAll('.js-plotly-plot').length >= 5")
+    browser.open(tab(url, "model-metrics"), "document.querySelectorAll('.js-plotly-plot').length >= 6")
     shoot(browser, "run-model-metrics.png")
     sections = re.findall(r"(?:^| )([\w/. ]+?) \((\d+)\) Add chart", browser.text())
-    assert sections[:3] == [("train", "3"), ("val", "2"), ("Model metrics", str(6 * 6 + 5))], sections
+    assert sections[:3] == [("train", "4"), ("val", "2"), ("Model metrics", str(6 * 6 + 5))], sections
     charts = browser.evaluate(CHARTS_JS)
-    assert [(c["section"], c["title"]) for c in charts[:5]] == [
+    assert [(c["section"], c["title"]) for c in charts[:6]] == [
         ("train", "loss"),
+        ("train", "lr"),
         ("train", "perplexity"),
         ("train", "seconds_per_epoch"),
         ("val", "loss"),
@@ -117,7 +118,7 @@ def test_the_curves_come_first_and_val_perplexity_has_a_point_per_epoch(ui, brow
     ]
     query = f"{base}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=val/perplexity"
     logged = sorted((m["step"], m["value"]) for m in json.load(urllib.request.urlopen(query))["metrics"])
-    drawn = charts[4]
+    drawn = charts[5]
     assert drawn["x"] == [1, 2]  # the tiny config's two epochs
     assert drawn["y"] == pytest.approx([value for _, value in logged])
 
