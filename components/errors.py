@@ -29,3 +29,10 @@ class ConfigError(UserInputError):
 class PlatformError(UserInputError):
     """A cloud platform refused or could not be reached (credentials, network, quota):
     the compiled spec is fine and kept; the message says where it is and what failed."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, at most `limit` characters: what a
+    one-line error quotes of a library's multi-line message (or its type, if empty)."""
+    text = getattr(error, "message", None) or str(error)  # tf.errors.OpError keeps it in .message
+    return (text.strip().splitlines() or [type(error).__name__])[0][:limit]

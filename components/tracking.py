@@ -29,6 +29,8 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from components.errors import first_line
+
 PIPELINE_RUN_ID_TAG = "tfx.pipeline_run_id"
 PIPELINE_NAME_TAG = "tfx.pipeline_name"
 # Where the MLflow run whose outputs a cached component reused was logged.
@@ -112,7 +114,7 @@ def check_reachable(tracking_uri: str, timeout_s: int = 5) -> Optional[str]:
         except Exception as e:  # pylint: disable=broad-except  (connection refused, DNS, HTTP 5xx, auth)
             if "Connection refused" in str(e):  # the usual case, said without a page of urllib3
                 return "connection refused"
-            return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            return first_line(e, 200)
 
 
 def artifact_paths(client: MlflowClient, run_id: str, path: str = "") -> List[str]:

@@ -16,7 +16,7 @@ import zipfile
 from typing import Optional
 from urllib.parse import urlparse
 
-from components.errors import InputDataError
+from components.errors import InputDataError, first_line
 from components.formats import files_sha256
 
 # gutenberg-small: 10 public-domain books in SimpleBooks' layout (see SOURCE.md there).
@@ -179,9 +179,8 @@ def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
     try:
         exists = tf.io.gfile.exists(path)
     except tf.errors.OpError as e:  # a bucket that cannot be read: credentials, network, name
-        first_line = (e.message.strip().splitlines() or [""])[0]
         raise InputDataError(
-            f"{key}: cannot read {path} ({first_line}); check the bucket name, the network and your "
+            f"{key}: cannot read {path} ({first_line(e)}); check the bucket name, the network and your "
             "credentials (gcloud auth application-default login)."
         ) from None
     if not exists:

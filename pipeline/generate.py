@@ -19,6 +19,8 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
     sys.path[0] = _REPO_ROOT
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from components.errors import first_line  # noqa: E402
+
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 
 
@@ -68,8 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         text_model = load(args.model, args.tracking_uri)
     except Exception as e:  # pylint: disable=broad-except  (a path or URI the user typed)
-        reason = (str(e).strip().splitlines() or [""])[0]
-        print(f"error: --model {args.model}: {type(e).__name__}: {reason}", file=sys.stderr)
+        print(f"error: --model {args.model}: {type(e).__name__}: {first_line(e)}", file=sys.stderr)
         return 1
     if args.num_tokens is not None:
         try:

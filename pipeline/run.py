@@ -23,7 +23,7 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path[0] = _REPO_ROOT
 
-from components.errors import ConfigError, PlatformError, UserInputError  # noqa: E402
+from components.errors import ConfigError, PlatformError, UserInputError, first_line  # noqa: E402
 from pipeline import image  # noqa: E402
 from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args, direct_runner_args  # noqa: E402
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
@@ -135,9 +135,8 @@ def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
         else:
             name = submit_to_kubeflow(cfg, spec_path, args.host, args.schedule)
     except Exception as e:  # pylint: disable=broad-except  (whatever the SDK's network call raised)
-        first_line = (str(e).strip().splitlines() or [""])[0][:300]
         raise PlatformError(
-            f"{platform} did not accept the pipeline ({type(e).__name__}: {first_line}); "
+            f"{platform} did not accept the pipeline ({type(e).__name__}: {first_line(e)}); "
             f"the compiled spec is kept at {spec_path}"
         ) from e
     print(f"{'Scheduled' if args.schedule else 'Submitted'} on {platform}: {name}", flush=True)
@@ -199,8 +198,7 @@ def _run_locally(cfg: PipelineConfig, corpus_dir: str, beam_pipeline_args: List[
             _end_open_mlflow_run(cfg, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         except Exception as cleanup_error:  # pylint: disable=broad-except
             # A full disk fails this too; the error that stopped the run is the one to report.
-            first_line = (str(cleanup_error).strip().splitlines() or [""])[0][:300]
-            print(f"warning: could not end the MLflow run: {first_line}", file=sys.stderr)
+            print(f"warning: could not end the MLflow run: {first_line(cleanup_error)}", file=sys.stderr)
         raise
 
 
