@@ -142,7 +142,7 @@ def main(argv=None) -> None:
         print(f"reference: figures from {args.reference_json} (an earlier run, not interleaved with this one)")
     ref, ours = results["reference"], results["ours"]
     widths = [max(len(name) + 4, 10) for name in results]
-    print("\n epoch" + "".join(f"{name + ' ppl':>{w}}{'s':>7}" for name, w in zip(results, widths)))
+    print("\n" + f"{'epoch':>6}" + "".join(f"{name + ' ppl':>{w}}{'s':>7}" for name, w in zip(results, widths)))
     for i in range(max(len(r["seconds"]) for r in results.values())):
         cells = [
             f"{r['val_perplexity'][i]:>{w}.1f}{r['seconds'][i]:>7.0f}" if i < len(r["seconds"]) else " " * (w + 7)
