@@ -130,7 +130,10 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     # Resolved here, where the backend that will train is the one that looks for a GPU.
     settings = resolve_settings(train_cfg["precision"], train_cfg["jit_compile"], train_cfg["steps_per_execution"])
     devices = multiprocess.device_count() if role else use_every_local_device()
-    batches = train_cfg["steps_per_epoch"] or -(-len(train_labels) // train_cfg["batch_size"])
+    # Steps an epoch, for the schedule: Keras' fit keeps the last partial batch, the
+    # multi-process loop drops it (multiprocess.epoch_batches).
+    whole, partial = divmod(len(train_labels), train_cfg["batch_size"])
+    batches = train_cfg["steps_per_epoch"] or whole + (1 if partial and not role else 0)
     rate = learning_rate_schedule(
         train_cfg["learning_rate"], train_cfg["learning_rate_schedule"], batches * train_cfg["epochs"]
     )
