@@ -23,6 +23,7 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path[0] = _REPO_ROOT
 
+from components import interrupt  # noqa: E402
 from components.errors import ConfigError, PlatformError, UserInputError, first_line  # noqa: E402
 from pipeline import image  # noqa: E402
 from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args, direct_runner_args  # noqa: E402
@@ -164,6 +165,7 @@ def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
     ]
     beam_pipeline_args = beam_args(cfg, args, corpus_bytes=sum(file_size(path) for path in split_files))
 
+    interrupt.install()  # a Ctrl-C that Python drops in a finalizer still stops training
     with output_lock(cfg.output_dir):
         killed = end_orphaned_runs(cfg.metadata_path, cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name)
         for run_id in killed:

@@ -6,6 +6,8 @@ from typing import Dict, Optional
 
 import keras
 
+from components import interrupt
+
 
 class KeepBestEpoch(keras.callbacks.Callback):
     """At the end of training, puts back the weights of the epoch with the lowest `monitor`.
@@ -32,3 +34,11 @@ class KeepBestEpoch(keras.callbacks.Callback):
     def on_train_end(self, logs: Dict[str, float] = None) -> None:
         if self._best_weights is not None:
             self.model.set_weights(self._best_weights)
+
+
+class RaiseOnInterrupt(keras.callbacks.Callback):
+    """Stops training at the next batch after a Ctrl-C that Python dropped on the way
+    (see `components.interrupt`); without `interrupt.install` it never fires."""
+
+    def on_train_batch_end(self, batch: int, logs: Dict[str, float] = None) -> None:
+        interrupt.raise_if_requested()

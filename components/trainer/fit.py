@@ -33,7 +33,7 @@ from components.errors import ConfigError, InputDataError, UserInputError
 from components.lm_data import read_labels
 from components.minigpt import multiprocess
 from components.minigpt.cached_decoding import CachedGenerator
-from components.minigpt.callbacks import KeepBestEpoch
+from components.minigpt.callbacks import KeepBestEpoch, RaiseOnInterrupt
 from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig
 from components.minigpt.sequences import features_from_labels
@@ -140,7 +140,7 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     model = build_trainable_model(gpt, rate, settings)
     model.summary(print_fn=logger.info)
     best = KeepBestEpoch("val_perplexity")
-    callbacks: List[keras.callbacks.Callback] = [best]
+    callbacks: List[keras.callbacks.Callback] = [RaiseOnInterrupt(), best]
     if run:
         run.log("log_metrics", {"model.num_parameters": model.count_params()}, 0)
         run.log("set_tag", "minigpt.devices", str(devices))
