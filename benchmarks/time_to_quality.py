@@ -71,7 +71,7 @@ class Recipe:
         keras.utils.set_random_seed(seed)
         if name == "reference":
             self.model = build_model(GPTConfig(vocabulary_size=len(vocab)), reference_logits=True)
-            compile_model(self.model, 1e-3)
+            compile_model(self.model, 1e-3, reference_loss=True)
 
             def text_batches(lines, shuffle):
                 ds = tf.data.Dataset.from_tensor_slices(lines).batch(BATCH)

@@ -11,11 +11,13 @@ peak, measured in the same run.
              (`TextCodec.features_and_labels`, the reference's preprocess), float32,
              Keras' defaults (no XLA on CPU), its plain `Dense` logits layer
   ours       our Trainer: token ids read once (what the Tokenize step writes), fed as
-             arrays, the model's `TokenLogits` (one 2-D logits matmul), with
+             arrays, the model's `TokenLogits` (one 2-D logits matmul), the loss and
+             metric of `components.minigpt.losses` (one oneDNN softmax), with
              `train.precision` / `train.jit_compile` / `train.steps_per_execution` from
              pipeline/config.py's defaults
   others     levers measured one at a time: fp32, fp32+xla, bf16, bf16+xla, ...;
-             `bf16+dense` is ours with the reference's `Dense` logits
+             `bf16+dense` is ours with the reference's `Dense` logits, `bf16+keras_loss`
+             ours with the reference's Keras loss and keras_hub metric
 
 Usage:
   python benchmarks/train_step.py [--corpus DIR] [--steps 20] [--repeats 3] [--json PATH]
@@ -47,8 +49,10 @@ from benchmarks.common import (  # noqa: E402
 )
 
 # name -> (precision, jit_compile, steps_per_execution); "ours" is filled from the config.
-# Variants named here build the model with the reference's `Dense` logits layer.
+# Variants named here build the model with the reference's `Dense` logits layer, or
+# compile it with the reference's loss and metric.
 REFERENCE_LOGITS = ("baseline", "bf16+dense")
+REFERENCE_LOSS = ("baseline", "bf16+keras_loss")
 LEVERS = {
     "fp32": ("float32", False, 1),
     "fp32+xla": ("float32", True, 1),
@@ -56,6 +60,7 @@ LEVERS = {
     "bf16+xla": ("mixed_bfloat16", True, 1),
     "bf16+spe8": ("mixed_bfloat16", False, 8),
     "bf16+dense": ("mixed_bfloat16", None, 1),
+    "bf16+keras_loss": ("mixed_bfloat16", None, 1),
 }
 
 
@@ -137,9 +142,11 @@ def run_variant(name: str, settings: TrainingSettings, data, held_out, args) -> 
     labels, vocab_size, text = data
     keras.utils.set_random_seed(args.seed)
     cfg = GPTConfig(vocabulary_size=vocab_size)
-    if name in REFERENCE_LOGITS:
-        model = build_model(cfg, dtype=settings.precision, reference_logits=True)
-        compile_model(model, 1e-3, settings.jit_compile, settings.steps_per_execution)
+    if name in REFERENCE_LOGITS + REFERENCE_LOSS:
+        model = build_model(cfg, dtype=settings.precision, reference_logits=name in REFERENCE_LOGITS)
+        compile_model(
+            model, 1e-3, settings.jit_compile, settings.steps_per_execution, reference_loss=name in REFERENCE_LOSS
+        )
     else:
         model = build_trainable_model(cfg, 1e-3, settings)
     # Whole calls only, and the same number of steps for every variant (so that the

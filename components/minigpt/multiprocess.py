@@ -125,13 +125,14 @@ class DataParallelTrainer:
         import jax  # pylint: disable=import-outside-toplevel
         import keras  # pylint: disable=import-outside-toplevel
 
+        from components.minigpt.losses import token_cross_entropy  # pylint: disable=import-outside-toplevel
         from components.minigpt.model import PAD_ID  # pylint: disable=import-outside-toplevel
 
         def step(state: TrainState, features, labels):
             def loss_of(trainable):
                 logits, non_trainable = model.stateless_call(trainable, state.non_trainable, features, training=True)
                 logits = keras.ops.cast(logits, "float32")
-                per_token = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+                per_token = token_cross_entropy(labels, logits)
                 kept = keras.ops.cast(labels != PAD_ID, "float32")
                 masked = (keras.ops.sum(per_token * kept), keras.ops.sum(kept))
                 return keras.ops.mean(per_token), (non_trainable, masked)

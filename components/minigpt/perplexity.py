@@ -11,13 +11,14 @@ from typing import Iterable, Optional, Tuple
 
 import keras
 
+from components.minigpt.losses import token_cross_entropy
 from components.minigpt.model import PAD_ID
 
 
 def nll_and_count(model: keras.Model, features, labels) -> Tuple[float, int]:
     """Summed negative log-likelihood of the non-[PAD] labels, and how many there are."""
     logits = model(features, training=False)  # (B, T, V)
-    nll = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)  # (B, T)
+    nll = token_cross_entropy(labels, logits)  # (B, T)
     mask = keras.ops.cast(keras.ops.not_equal(labels, PAD_ID), nll.dtype)
     return float(keras.ops.sum(nll * mask)), int(keras.ops.sum(mask))
 
