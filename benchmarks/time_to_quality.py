@@ -12,6 +12,9 @@ metric (keras_hub Perplexity, [PAD] masked):
               settings, and Adam's rate decayed along a cosine over the `--epochs`)
   ours_constant_lr
               ours with the reference's constant learning rate: the schedule's ablation
+  ours_keras_loss
+              ours compiled with the reference's Keras loss and keras_hub metric instead
+              of `components.minigpt.losses` (the same values, computed another way)
 
 It reports when ours reaches the reference's final val perplexity, and how much sooner.
 The recipes alternate epoch by epoch (see `Recipe`); seconds are each recipe's own
@@ -55,7 +58,7 @@ from components.minigpt.training import build_trainable_model, learning_rate_sch
 from pipeline.config import TrainConfig  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "gutenberg-large")
-RECIPES = ("reference", "ours", "ours_constant_lr")
+RECIPES = ("reference", "ours", "ours_constant_lr", "ours_keras_loss")
 
 
 class Recipe:
@@ -86,7 +89,9 @@ class Recipe:
             schedule = "constant" if name == "ours_constant_lr" else train.learning_rate_schedule
             steps = epochs * -(-len(labels) // BATCH)
             rate = learning_rate_schedule(train.learning_rate, schedule, steps)
-            self.model = build_trainable_model(GPTConfig(vocabulary_size=len(vocab)), rate, our_settings())
+            self.model = build_trainable_model(
+                GPTConfig(vocabulary_size=len(vocab)), rate, our_settings(), reference_loss=name == "ours_keras_loss"
+            )
             self._fit_args = dict(
                 x=features_from_labels(labels, BOS_ID),
                 y=labels,
@@ -141,7 +146,7 @@ def main(argv=None) -> None:
             results = {"reference": json.load(f)["reference"], **results}
         print(f"reference: figures from {args.reference_json} (an earlier run, not interleaved with this one)")
     ref, ours = results["reference"], results["ours"]
-    widths = [max(len(name) + 4, 10) for name in results]
+    widths = [max(len(name) + 6, 10) for name in results]
     print("\n" + f"{'epoch':>6}" + "".join(f"{name + ' ppl':>{w}}{'s':>7}" for name, w in zip(results, widths)))
     for i in range(max(len(r["seconds"]) for r in results.values())):
         cells = [

@@ -112,13 +112,15 @@ def build_trainable_model(
     gpt: "GPTConfig",
     learning_rate: "float | keras.optimizers.schedules.LearningRateSchedule",
     settings: TrainingSettings,
+    reference_loss: bool = False,
 ) -> "keras.Model":
     """The reference model in `settings.precision`, compiled with the reference's loss and
-    metric and the step settings: what the Trainer and the benchmarks train."""
+    metric and the step settings: what the Trainer and the benchmarks train.
+    `reference_loss`: as `compile_model`'s (for a benchmark's ablation)."""
     from components.minigpt.model import build_model, compile_model  # pylint: disable=import-outside-toplevel
 
     model = build_model(gpt, dtype=settings.precision)
-    compile_model(model, learning_rate, settings.jit_compile, settings.steps_per_execution)
+    compile_model(model, learning_rate, settings.jit_compile, settings.steps_per_execution, reference_loss)
     return model
 
 
