@@ -4,6 +4,7 @@ Keras picks its backend once per process, so the JAX side runs in a child proces
 KERAS_BACKEND=jax, on weights saved by this (TensorFlow-backend) process.
 """
 
+import ast
 import json
 import os
 import subprocess
@@ -101,3 +102,39 @@ def test_every_local_device_holds_a_shard_and_learns_what_one_device_learns():
     assert two["weight_devices"] == 2  # weights replicated on both devices
     assert two["batch_shard_rows"] == [8, 8]  # each device holds half of a 16-row batch
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
+
+
+def _module_level_imports(module: str) -> set:
+    """The modules `module`'s file imports when it is imported (not those imported inside
+    functions or under `if TYPE_CHECKING`), with the packages each import runs first."""
+    path = os.path.join(REPO_ROOT, *module.split("."))
+    path = os.path.join(path, "__init__.py") if os.path.isdir(path) else path + ".py"
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module)
+    return {".".join(name.split(".")[: i + 1]) for name in names for i in range(name.count(".") + 1)}
+
+
+def test_the_training_core_imports_no_tensorflow_tfx_or_beam():
+    """`benchmarks/train_step.py --backend jax` and all it imports of ours load on a machine
+    with only keras, keras-hub, jax and numpy (the GPU machine has no TensorFlow): TensorFlow
+    is imported inside the functions that run on its backend only."""
+    ours, seen, external = ("benchmarks", "components", "pipeline"), set(), set()
+    todo = ["benchmarks.train_step"]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        for name in _module_level_imports(module):
+            if name.split(".")[0] in ours:
+                todo.append(name)
+            else:
+                external.add(name.split(".")[0])
+    assert "components.minigpt.losses" in seen and "components.minigpt.model" in seen
+    assert not external & {"tensorflow", "tensorflow_text", "tfx", "apache_beam", "mlflow"}, external
