@@ -172,6 +172,19 @@ def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weight
     assert run.data.params["train.precision_resolved"] == manifest.params["train.precision_resolved"]
 
 
+def test_the_child_process_exchanges_files_locally_even_when_the_model_dir_is_a_bucket(tmp_path):
+    """On Vertex `model_run_dir` is gs://...: the fit's files go to a local temporary folder,
+    removed afterwards; a local `model_run_dir` keeps them (`fit/` above, to inspect)."""
+    remote = tfx.components.FnArgs(model_run_dir="gs://bucket/run/model_run")
+    with trainer_module.exchange_dir(remote, 1) as work_dir:
+        assert os.path.isdir(work_dir) and "fit-process-1" in os.path.basename(work_dir)
+        open(os.path.join(work_dir, "fit_request.json"), "w").close()
+    assert not os.path.exists(work_dir)
+    local = tfx.components.FnArgs(model_run_dir=str(tmp_path / "model_run"))
+    with trainer_module.exchange_dir(local, 0) as work_dir:
+        assert work_dir == str(tmp_path / "model_run" / "fit")
+
+
 def test_a_data_error_in_the_child_process_is_the_same_one_line_error(fn_args_factory, tmp_path):
     make, client = fn_args_factory
     fn_args = make("run-jax-empty", backend="jax")

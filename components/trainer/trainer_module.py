@@ -9,13 +9,14 @@ a TensorFlow SavedModel always happens here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 import keras
 from tfx import v1 as tfx
@@ -61,20 +62,25 @@ def _checkpoint_dir(cfg: Dict[str, Any], fn_args: tfx.components.FnArgs) -> str:
     return os.path.join(cfg[keys.CHECKPOINT_ROOT], hashlib.sha1(identity.encode()).hexdigest()[:16])
 
 
-def _exchange_dir(fn_args: tfx.components.FnArgs, process_id: int) -> str:
+@contextlib.contextmanager
+def exchange_dir(fn_args: tfx.components.FnArgs, process_id: int) -> Iterator[str]:
     """Where a fit's child process and this process exchange files (plain file I/O):
     under `model_run_dir` when that is local (kept to inspect), else a local temporary
-    folder (on Vertex `model_run_dir` is a bucket, shared by every replica)."""
+    folder, removed once the fit is loaded (on Vertex `model_run_dir` is a bucket, shared
+    by every replica)."""
     name = "fit" if process_id == 0 else f"fit-process-{process_id}"
     if "://" in fn_args.model_run_dir:
-        return tempfile.mkdtemp(prefix=f"minigpt-{name}-")
-    return os.path.join(fn_args.model_run_dir, name)
+        with tempfile.TemporaryDirectory(prefix=f"minigpt-{name}-") as path:
+            yield path
+    else:
+        yield os.path.join(fn_args.model_run_dir, name)
 
 
 def _train_share(request: FitRequest, backend: str, fn_args: tfx.components.FnArgs, role) -> None:
     """A replica other than the chief: trains its share of every batch, then waits for the
     chief's export, since TFX fails any replica whose `run_fn` leaves no model behind."""
-    fit_in_child_process(request, backend, _exchange_dir(fn_args, role.process_id))
+    with exchange_dir(fn_args, role.process_id) as work_dir:
+        fit_in_child_process(request, backend, work_dir)
     logger.info(
         "Process %d of %d trained its share; waiting for the chief's export in %s.",
         role.process_id,
@@ -144,7 +150,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         if backend == keras.backend.backend():
             model, result = fit(request)
         else:
-            model, result = fit_in_child_process(request, backend, _exchange_dir(fn_args, 0))
+            with exchange_dir(fn_args, 0) as work_dir:
+                model, result = fit_in_child_process(request, backend, work_dir)
         params["train.precision_resolved"] = result.precision
         model_bundle.export(
             fn_args.serving_model_dir,
