@@ -219,6 +219,11 @@ class PipelineConfig:
         return os.path.join(self.resolved_pipeline_root, "checkpoints")
 
     @property
+    def compilation_cache_dir(self) -> str:
+        """JAX's compiled programs, kept across runs: a rerun of the same fit skips its compile."""
+        return os.path.join(self.resolved_pipeline_root, "jax_compilation_cache")
+
+    @property
     def metadata_path(self) -> str:
         return os.path.join(absolute(self.output_dir), "metadata.sqlite")
 

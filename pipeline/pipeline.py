@@ -142,6 +142,7 @@ def create_pipeline(
             keys.LOWERCASE: cfg.vocab.lowercase,
             keys.PARAMS: _params(cfg, TRAINER_PARAM_SECTIONS),
             keys.CHECKPOINT_ROOT: cfg.checkpoint_root,
+            keys.COMPILATION_CACHE_DIR: cfg.compilation_cache_dir,
             keys.CODE_DIGEST: training_code_digest(),
             **(vertex_training_config(cfg) if vertex_training else {}),
         },

@@ -83,6 +83,7 @@ def fn_args_factory(tmp_path):
                 keys.MLFLOW: {"tracking_uri": tracking_uri, "experiment_name": "exp"},
                 keys.PARAMS: {"train.epochs": EPOCHS},
                 keys.CHECKPOINT_ROOT: str(tmp_path / "checkpoints"),
+                keys.COMPILATION_CACHE_DIR: str(tmp_path / "jax_compilation_cache"),
                 keys.VOCABULARY_PATH: str(vocab_path),
                 keys.PIPELINE_RUN_ID: pipeline_run_id,
                 keys.PIPELINE_NAME: "minigpt-test",
@@ -149,10 +150,15 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     )
 
 
-def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weights(fn_args_factory):
+def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weights(fn_args_factory, monkeypatch):
     make, client = fn_args_factory
+    # The tiny model compiles in under a second, which JAX would not cache by default.
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     fn_args = make("run-jax", backend="jax")
     trainer_module.run_fn(fn_args)
+    cache_dir = fn_args.custom_config[keys.COMPILATION_CACHE_DIR]
+    compiled = set(os.listdir(cache_dir))
+    assert any(name.startswith("jit_") for name in compiled)
     run = _run_for(client, "run-jax")
     assert run.data.params["train.backend_resolved"] == "jax"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3]
@@ -170,6 +176,10 @@ def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weight
     model, manifest, _ = model_bundle.load(fn_args.serving_model_dir)
     assert manifest.params["train.backend_resolved"] == "jax"
     assert run.data.params["train.precision_resolved"] == manifest.params["train.precision_resolved"]
+    # The same fit again, in a new pipeline run: every program comes from the cache
+    # (a program compiled anew would add an entry).
+    trainer_module.run_fn(make("run-jax-again", backend="jax"))
+    assert set(os.listdir(cache_dir)) == compiled
 
 
 def test_the_child_process_exchanges_files_locally_even_when_the_model_dir_is_a_bucket(tmp_path):

@@ -124,6 +124,26 @@ def build_trainable_model(
     return model
 
 
+def use_compilation_cache(cache_dir: str) -> bool:
+    """Keeps the XLA programs JAX compiles in `cache_dir`; returns whether it is on.
+
+    A rerun of the same fit (same model, shapes, settings and jax version) then loads its
+    programs instead of compiling them. On a GPU the compile is most of a short run:
+    DESIGN.md §5 measured the first epoch at 14.8 s with an empty cache and 1.8 s with a
+    warm one, then ~0.7 s an epoch. JAX only (TensorFlow's CPU step is not compiled), and
+    a local folder only: a bucket path (Vertex) is not tried. JAX keeps programs that took
+    at least a second to compile.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+
+    if keras.backend.backend() != "jax" or "://" in cache_dir:
+        return False
+    import jax  # pylint: disable=import-outside-toplevel
+
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    return True
+
+
 def use_every_local_device(tensorflow_device_type: str = "GPU") -> int:
     """Trains on every local accelerator; returns how many. Call before building the model.
 

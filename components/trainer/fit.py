@@ -42,6 +42,7 @@ from components.minigpt.training import (
     build_trainable_model,
     learning_rate_schedule,
     resolve_settings,
+    use_compilation_cache,
     use_every_local_device,
 )
 from components.tracking import PipelineRun
@@ -113,6 +114,9 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     if role:  # before anything touches a JAX device
         multiprocess.initialize(role.coordinator, role.num_processes, role.process_id)
     cfg = request.custom_config
+    cache_dir = cfg.get(keys.COMPILATION_CACHE_DIR)
+    if cache_dir and use_compilation_cache(cache_dir):  # before anything is compiled
+        logger.info("JAX compilation cache: %s", cache_dir)
     train_cfg = cfg[keys.TRAIN]
     vocab = read_vocabulary(cfg[keys.VOCABULARY_PATH])
     gpt = GPTConfig(vocabulary_size=len(vocab), **cfg[keys.MODEL])

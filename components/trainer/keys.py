@@ -7,6 +7,7 @@ TRAIN = "train"  # dict: TrainConfig fields
 LOWERCASE = "lowercase"
 PARAMS = "params"  # flat dict logged as MLflow params
 CHECKPOINT_ROOT = "checkpoint_root"
+COMPILATION_CACHE_DIR = "compilation_cache_dir"  # JAX's persistent compilation cache
 CODE_DIGEST = "code_digest"  # digest of the training code: a change retrains
 
 # Added at run time by the Trainer executor.
