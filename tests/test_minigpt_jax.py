@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from components.minigpt.decoding import UncachedGenerator, make_sampler
+from components.minigpt.losses import token_cross_entropy
 from components.minigpt.model import GPTConfig, build_model
 from tests.conftest import REPO_ROOT
 
@@ -33,8 +34,12 @@ ids = UncachedGenerator(model, 2, 10).generate(make_sampler("greedy", {}, 0))
 from components.minigpt.cached_decoding import CachedGenerator
 cached, greedy = CachedGenerator(model, 2, 10), make_sampler("greedy", {}, 0)
 cached_ids = [cached.generate(greedy, batch_size=2).tolist() for _ in range(3)]
+from components.minigpt.losses import token_cross_entropy
+labels = np.array(json.loads(sys.argv[3]), dtype="int32")
+ce = token_cross_entropy(labels, keras.ops.cast(logits, "bfloat16"))
 print(json.dumps({"backend": keras.backend.backend(), "logits": logits.tolist(), "greedy": ids.tolist(),
-                  "cached_greedy": cached_ids, "cached_traces": cached.traces}))
+                  "cached_greedy": cached_ids, "cached_traces": cached.traces,
+                  "ce": keras.ops.convert_to_numpy(ce).tolist(), "ce_dtype": str(ce.dtype)}))
 """
 
 
@@ -59,6 +64,11 @@ def test_same_weights_give_the_same_logits_and_greedy_tokens_on_jax(tmp_path):
     np.testing.assert_allclose(jax_side["logits"], model(np.array(TOKENS, dtype="int32")), rtol=1e-4, atol=1e-5)
     reference = UncachedGenerator(model, 2, 10).generate(make_sampler("greedy", {}, 0)).tolist()
     assert jax_side["greedy"] == reference
+    # The loss's cross-entropy: Keras' own on JAX, the softmax one on TensorFlow; float32 on both.
+    bf16_logits = keras.ops.cast(np.array(jax_side["logits"], dtype="float32"), "bfloat16")
+    ours = token_cross_entropy(np.array(TOKENS, dtype="int32"), bf16_logits)
+    assert jax_side["ce_dtype"] == "float32" and ours.dtype == "float32"
+    np.testing.assert_allclose(jax_side["ce"], ours, rtol=1e-5)
     # The cached decode on JAX: jitted once, reused, and the reference's tokens.
     assert jax_side["cached_greedy"] == [reference * 2] * 3
     assert jax_side["cached_traces"] == 1

@@ -30,6 +30,7 @@ def token_cross_entropy(labels, logits):
     own formulation: they compile the whole step with XLA, which fuses it.
     """
     if keras.backend.backend() != "tensorflow":
+        logits = keras.ops.cast(logits, "float32")
         return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     return _softmax_cross_entropy_tensorflow(labels, logits)
 
