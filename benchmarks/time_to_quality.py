@@ -52,7 +52,7 @@ from benchmarks.common import (  # noqa: E402
     vocabulary,
 )
 from components.minigpt.model import GPTConfig, build_model, compile_model  # noqa: E402
-from components.minigpt.sequences import features_from_labels  # noqa: E402
+from components.minigpt.sequences import batches_per_epoch, features_from_labels  # noqa: E402
 from components.minigpt.tokenizer import TextCodec  # noqa: E402
 from components.minigpt.training import build_trainable_model, learning_rate_schedule  # noqa: E402
 from pipeline.config import TrainConfig  # noqa: E402
@@ -87,7 +87,7 @@ class Recipe:
             labels, valid = token_labels(codec, train_lines), token_labels(codec, valid_lines)
             train = TrainConfig()
             schedule = "constant" if name == "ours_constant_lr" else train.learning_rate_schedule
-            steps = epochs * -(-len(labels) // BATCH)
+            steps = epochs * batches_per_epoch(len(labels), BATCH)
             rate = learning_rate_schedule(train.learning_rate, schedule, steps)
             self.model = build_trainable_model(
                 GPTConfig(vocabulary_size=len(vocab)), rate, our_settings(), reference_loss=name == "ours_keras_loss"

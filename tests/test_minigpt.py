@@ -13,8 +13,9 @@ from components.minigpt.callbacks import KeepBestEpoch
 from components.minigpt.decoders import DECODERS
 from components.minigpt.decoding import UncachedGenerator, make_sampler
 from components.minigpt.model import GPTConfig, build_model, forward_flops, with_hidden_states
+from components.minigpt.multiprocess import epoch_batches
 from components.minigpt.perplexity import token_weighted_perplexity
-from components.minigpt.sequences import batches, canonical_order, features_from_labels
+from components.minigpt.sequences import batches, batches_per_epoch, canonical_order, features_from_labels
 from components.minigpt.tokenizer import TextCodec
 
 VOCAB = ["[PAD]", "[UNK]", "[BOS]"] + list("abcdefghijklmnopqrstuvwxyz") + ["the", "##s"]
@@ -180,6 +181,15 @@ def test_canonical_order_sorts_rows_by_their_ids_and_batches_keep_it():
     got = list(batches(ordered + 10, ordered, batch_size=2))
     assert [len(labels) for _, labels in got] == [2, 1]
     np.testing.assert_array_equal(got[1][0], ordered[2:] + 10)
+
+
+@pytest.mark.parametrize("rows", [127, 128, 129])
+def test_batches_per_epoch_counts_the_steps_fit_and_the_multi_process_loop_take(rows):
+    """What the learning-rate schedule is sized by: Keras' fit keeps a partial batch, the
+    multi-process loop drops it."""
+    labels = np.zeros((rows, 4), dtype="int32")
+    assert batches_per_epoch(rows, 64) == len(list(batches(labels, labels, 64)))
+    assert batches_per_epoch(rows, 64, keep_partial=False) == len(epoch_batches(rows, 64, seed=0, epoch=0))
 
 
 def test_forward_flops_count_every_matmul_weight_twice_per_token_plus_attention():

@@ -29,6 +29,14 @@ def canonical_order(labels: np.ndarray) -> np.ndarray:
     return labels[np.lexsort(labels.T[::-1])]
 
 
+def batches_per_epoch(num_rows: int, batch_size: int, keep_partial: bool = True) -> int:
+    """Steps in one pass over `num_rows` rows (what a learning-rate schedule counts): Keras'
+    `fit` keeps the last partial batch, the multi-process loop drops it
+    (`multiprocess.epoch_batches`)."""
+    whole, partial = divmod(num_rows, batch_size)
+    return whole + (1 if partial and keep_partial else 0)
+
+
 def batches(features: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """(features, labels) in order, `batch_size` rows at a time (the last may be short)."""
     for start in range(0, len(labels), batch_size):

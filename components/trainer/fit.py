@@ -36,7 +36,7 @@ from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.callbacks import KeepBestEpoch, RaiseOnInterrupt
 from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig
-from components.minigpt.sequences import features_from_labels
+from components.minigpt.sequences import batches_per_epoch, features_from_labels
 from components.minigpt.tokenizer import TextCodec
 from components.minigpt.training import (
     build_trainable_model,
@@ -134,10 +134,9 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     # Resolved here, where the backend that will train is the one that looks for a GPU.
     settings = resolve_settings(train_cfg["precision"], train_cfg["jit_compile"], train_cfg["steps_per_execution"])
     devices = multiprocess.device_count() if role else use_every_local_device()
-    # Steps an epoch, for the schedule: Keras' fit keeps the last partial batch, the
-    # multi-process loop drops it (multiprocess.epoch_batches).
-    whole, partial = divmod(len(train_labels), train_cfg["batch_size"])
-    batches = train_cfg["steps_per_epoch"] or whole + (1 if partial and not role else 0)
+    batches = train_cfg["steps_per_epoch"] or batches_per_epoch(
+        len(train_labels), train_cfg["batch_size"], keep_partial=not role
+    )
     rate = learning_rate_schedule(
         train_cfg["learning_rate"], train_cfg["learning_rate_schedule"], batches * train_cfg["epochs"]
     )
