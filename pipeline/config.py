@@ -219,9 +219,11 @@ class PipelineConfig:
         return os.path.join(self.resolved_pipeline_root, "checkpoints")
 
     @property
-    def compilation_cache_dir(self) -> str:
-        """JAX's compiled programs, kept across runs: a rerun of the same fit skips its compile."""
-        return os.path.join(self.resolved_pipeline_root, "jax_compilation_cache")
+    def compilation_cache_dir(self) -> Optional[str]:
+        """JAX's compiled programs, kept across runs: a rerun of the same fit skips its compile.
+        None under a bucket pipeline root (Vertex), where JAX's cache is not tried."""
+        root = self.resolved_pipeline_root
+        return None if is_uri(root) else os.path.join(root, "jax_compilation_cache")
 
     @property
     def metadata_path(self) -> str:

@@ -119,8 +119,10 @@ def test_bucket_paths_stay_uris_and_local_paths_become_absolute(tiny_corpus, tmp
     assert cloud.pipeline_info.pipeline_root == "gs://b/root"
     custom = json.loads(_component(cloud, "Trainer").exec_properties["custom_config"])
     assert custom[keys.CHECKPOINT_ROOT] == "gs://b/root/checkpoints"
+    assert custom[keys.COMPILATION_CACHE_DIR] is None  # JAX's cache is not tried on a bucket
     monkeypatch.chdir(tmp_path)
     local = load_config(TINY_CONFIG, ["output_dir=out"])
+    assert local.compilation_cache_dir == str(tmp_path / "out" / "pipeline_root" / "jax_compilation_cache")
     assert _create(local, tiny_corpus).pipeline_info.pipeline_root == str(tmp_path / "out" / "pipeline_root")
     assert local.metadata_path == str(tmp_path / "out" / "metadata.sqlite")
 

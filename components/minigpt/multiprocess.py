@@ -131,8 +131,7 @@ class DataParallelTrainer:
         def step(state: TrainState, features, labels):
             def loss_of(trainable):
                 logits, non_trainable = model.stateless_call(trainable, state.non_trainable, features, training=True)
-                logits = keras.ops.cast(logits, "float32")
-                per_token = token_cross_entropy(labels, logits)
+                per_token = token_cross_entropy(labels, logits)  # float32
                 kept = keras.ops.cast(labels != PAD_ID, "float32")
                 masked = (keras.ops.sum(per_token * kept), keras.ops.sum(kept))
                 return keras.ops.mean(per_token), (non_trainable, masked)

@@ -125,18 +125,18 @@ def build_trainable_model(
 
 
 def use_compilation_cache(cache_dir: str) -> bool:
-    """Keeps the XLA programs JAX compiles in `cache_dir`; returns whether it is on.
+    """Keeps the XLA programs JAX compiles in `cache_dir` (a local folder); returns whether
+    it is on.
 
     A rerun of the same fit (same model, shapes, settings and jax version) then loads its
     programs instead of compiling them. On a GPU the compile is most of a short run:
     DESIGN.md §5 measured the first epoch at 14.8 s with an empty cache and 1.8 s with a
-    warm one, then ~0.7 s an epoch. JAX only (TensorFlow's CPU step is not compiled), and
-    a local folder only: a bucket path (Vertex) is not tried. JAX keeps programs that took
-    at least a second to compile.
+    warm one, then ~0.7 s an epoch. JAX only (TensorFlow's CPU step is not compiled). JAX
+    keeps programs that took at least a second to compile.
     """
     import keras  # pylint: disable=import-outside-toplevel
 
-    if keras.backend.backend() != "jax" or "://" in cache_dir:
+    if keras.backend.backend() != "jax":
         return False
     import jax  # pylint: disable=import-outside-toplevel
 
