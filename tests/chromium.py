@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -43,6 +44,7 @@ class Chromium:
             [binary, *FLAGS, f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: `close` ends its helpers too
         )
         self._next_id = 0
         try:
@@ -114,6 +116,16 @@ class Chromium:
             self._process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self._process.kill()
+            self._process.wait()
+        # Chromium's helper processes (renderer, GPU, crash handler) can outlive the browser
+        # and still write into the profile while it is removed: end the whole group first.
+        deadline = time.time() + 10
+        try:
+            while time.time() < deadline:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                time.sleep(0.1)
+        except ProcessLookupError:  # no process of the group is left
+            pass
         self._profile.cleanup()
 
     def __enter__(self) -> "Chromium":
