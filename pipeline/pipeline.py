@@ -7,9 +7,7 @@ runner module's business.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
 from typing import Any, Dict, Optional, Sequence
 
 from tfx import v1 as tfx
@@ -21,14 +19,15 @@ from components.evaluator.component import Evaluator
 from components.text_example_gen.component import TextExampleGen
 from components.tokenize.component import Tokenize
 from components.trainer import keys
-from components.trainer.component import Trainer
+from components.trainer.component import RUN_FN, Trainer
 from components.vocab_gen.component import VocabGen
+from pipeline.code_digest import code_digest
 from pipeline.config import PipelineConfig, flatten
 
-_COMPONENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components")
-# The code that decides what the Trainer learns. Its digest is in the Trainer's cache key,
-# so changing it retrains (run_fn is imported by module path, which TFX does not hash).
-TRAINING_CODE = ("trainer/trainer_module.py", "minigpt", "lm_data.py", "model_bundle.py")
+# The modules TFX runs for the Trainer: the executor and `run_fn`'s module. Their import
+# closure's digest is in the Trainer's cache key (TFX does not hash code it imports by
+# module path), so changing any code they use retrains.
+TRAINER_MODULES = ("components.trainer.executor", RUN_FN.rsplit(".", 1)[0])
 # Settings that shape the model, logged by the Trainer (and so in its cache key); the
 # Evaluator logs the others: where things went, how they ran, and the evaluation.
 TRAINER_PARAM_SECTIONS = ("pipeline_name", "data", "vocab", "model", "train")
@@ -36,25 +35,8 @@ EVALUATOR_PARAM_SECTIONS = ("output_dir", "pipeline_root", "eval", "mlflow", "be
 
 
 def training_code_digest() -> str:
-    """sha256 over the training code's Python files (paths and contents), sorted."""
-    digest = hashlib.sha256()
-    for entry in TRAINING_CODE:
-        root = os.path.join(_COMPONENTS_DIR, entry)
-        paths = (
-            [root]
-            if root.endswith(".py")
-            else [
-                os.path.join(folder, name)
-                for folder, _, names in os.walk(root)
-                for name in names
-                if name.endswith(".py")
-            ]
-        )
-        for path in sorted(paths):
-            digest.update(os.path.relpath(path, _COMPONENTS_DIR).encode())
-            with open(path, "rb") as f:
-                digest.update(f.read())
-    return digest.hexdigest()[:16]
+    """The digest of the code the Trainer runs (`code_digest.code_digest`)."""
+    return code_digest(TRAINER_MODULES)
 
 
 def vertex_training_config(cfg: PipelineConfig) -> Dict[str, Any]:

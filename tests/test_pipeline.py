@@ -9,10 +9,10 @@ import pytest
 from components.errors import ConfigError
 from components.trainer import keys
 from components.trainer.trainer_module import _checkpoint_dir
-from pipeline import pipeline as pipeline_module
 from pipeline.beam_args import IN_MEMORY_MAX_BYTES, LOCAL_SETUP_FILE, direct_runner_args
+from pipeline.code_digest import code_digest
 from pipeline.config import load_config
-from pipeline.pipeline import create_pipeline, training_code_digest
+from pipeline.pipeline import TRAINER_MODULES, create_pipeline, training_code_digest
 from tests.conftest import REPO_ROOT, TINY_CONFIG
 
 
@@ -133,20 +133,27 @@ def test_the_trainer_runs_an_installed_function_not_a_file_of_this_machine(tiny_
     assert not trainer.exec_properties.get("module_file")
 
 
-def test_a_change_to_the_training_code_changes_the_trainer_cache_key(tmp_path, monkeypatch):
-    copy = tmp_path / "components"
-    shutil.copytree(os.path.join(REPO_ROOT, "components"), copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(pipeline_module, "_COMPONENTS_DIR", str(copy))
-    before = training_code_digest()
-    assert before == training_code_digest()
-    with open(copy / "minigpt" / "model.py", "a", encoding="utf-8") as f:
+@pytest.mark.parametrize(
+    "edited, retrains",
+    [
+        ("components/trainer/fit.py", True),  # batches, shuffling, the epoch kept
+        ("components/trainer/executor.py", True),  # what run_fn is given
+        ("components/minigpt/model.py", True),
+        ("components/minigpt/losses.py", True),  # imported inside a function only
+        ("components/evaluator/executor.py", False),
+        ("components/text_example_gen/executor.py", False),
+    ],
+)
+def test_a_change_to_the_code_the_trainer_imports_changes_its_cache_key(tmp_path, edited, retrains):
+    """The digest follows the Trainer's imports: editing any file they reach retrains,
+    editing code the Trainer never runs does not."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(os.path.join(REPO_ROOT, "components"), tmp_path / "components", ignore=ignore)
+    before = code_digest(TRAINER_MODULES, root=str(tmp_path))
+    assert before == training_code_digest()  # the copy hashes as the project does
+    with open(tmp_path / edited, "a", encoding="utf-8") as f:
         f.write("# a change\n")
-    changed = training_code_digest()
-    assert changed != before
-    # Code that does not train (the Evaluator) is not in the key.
-    with open(copy / "evaluator" / "executor.py", "a", encoding="utf-8") as f:
-        f.write("# a change\n")
-    assert training_code_digest() == changed
+    assert (code_digest(TRAINER_MODULES, root=str(tmp_path)) != before) is retrains
 
 
 class _FnArgs:
