@@ -1,12 +1,18 @@
 """The cached, compiled decoder: the reference's tokens and logits, compiled once, prompts."""
 
+import os
+import subprocess
+import sys
+
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
 from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.decoding import UncachedGenerator, bos_prompts, make_sampler
 from components.minigpt.model import PAD_ID, GPTConfig, build_model
+from tests.conftest import REPO_ROOT
 
 CFG = GPTConfig(vocabulary_size=300, seq_len=32, embed_dim=32, ff_dim=32, num_heads=3, num_layers=2)
 BOS = 2
@@ -110,3 +116,56 @@ def test_a_bf16_model_decodes_contrastive_search_at_batch_16():
     model = build_model(GPTConfig(vocabulary_size=4558), dtype="mixed_bfloat16")
     ids = CachedGenerator(model, BOS, 80).generate(make_sampler("contrastive", {"k": 5, "alpha": 0.6}, 0), 16)
     assert ids.shape == (16, 81)
+
+
+def _sampler_at(name: str, params: dict, state: list) -> keras_hub.samplers.Sampler:
+    """A new sampler whose random state is `state` (another sampler's, copied)."""
+    sampler = make_sampler(name, params, seed=1)
+    for variable, value in zip(sampler.variables, state):
+        variable.assign(value)
+    return sampler
+
+
+def check_new_weights_take_effect_without_a_retrace() -> None:
+    """The Trainer's per-epoch sample reuses one generator and one sampler while the weights
+    change under them: each call must decode with the weights of the moment, compiled once.
+    Module-level so that the JAX test can run it in a child process."""
+    cfg = GPTConfig(vocabulary_size=40, seq_len=16, embed_dim=16, ff_dim=16, num_heads=2, num_layers=2)
+    keras.utils.set_random_seed(1)
+    new_weights = build_model(cfg).get_weights()
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg)
+    generator, greedy = CachedGenerator(model, BOS, 12), make_sampler("greedy", {}, 0)
+    top_k_generator, top_k = CachedGenerator(model, BOS, 12), make_sampler("top_k", {"k": 5}, seed=1)
+    old_greedy = generator.generate(greedy, batch_size=2)
+    top_k_generator.generate(top_k, batch_size=2)
+    state = [keras.ops.convert_to_numpy(v.value) for v in top_k.variables]
+    stale_top_k = CachedGenerator(model, BOS, 12).generate(_sampler_at("top_k", {"k": 5}, state), batch_size=2)
+
+    model.set_weights(new_weights)
+    new_greedy = generator.generate(greedy, batch_size=2)
+    np.testing.assert_array_equal(new_greedy, UncachedGenerator(model, BOS, 12).generate(greedy, batch_size=2))
+    assert not np.array_equal(new_greedy, old_greedy), "the two weights give the same tokens: pick other seeds"
+    assert generator.traces == 1
+    new_top_k = top_k_generator.generate(top_k, batch_size=2)
+    fresh = CachedGenerator(model, BOS, 12).generate(_sampler_at("top_k", {"k": 5}, state), batch_size=2)
+    np.testing.assert_array_equal(new_top_k, fresh)
+    assert not np.array_equal(new_top_k, stale_top_k), "the two weights give the same tokens: pick other seeds"
+    assert top_k_generator.traces == 1
+
+
+def test_new_weights_take_effect_without_a_retrace_on_tensorflow():
+    assert keras.backend.backend() == "tensorflow"
+    check_new_weights_take_effect_without_a_retrace()
+
+
+def test_new_weights_take_effect_without_a_retrace_on_jax():
+    """On JAX the weights are the compiled decode's inputs; weights that the compile saw
+    only as constants would keep the first trace's values (Keras picks its backend once
+    per process, so this runs in a child process)."""
+    check = "from tests.test_cached_decoding import check_new_weights_take_effect_without_a_retrace as c; c()"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]

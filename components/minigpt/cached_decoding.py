@@ -1,14 +1,16 @@
 """Cached, compiled text generation for the mini-GPT, with every keras_hub sampler.
 
-The reference's method (`decoding.Generator`) reruns the model on the whole window for
-every new token. Here each decoder layer keeps the keys and values of the tokens already
-seen (keras_hub's `self_attention_cache`, as `GPT2CausalLM.call_with_cache` does), so a
-step runs the model on one token per row. The layers are the trained model's own
+The reference's method (`decoding.UncachedGenerator`) reruns the model on the whole
+window for every new token. Here each decoder layer keeps the keys and values of the
+tokens already seen (keras_hub's `self_attention_cache`, as `GPT2CausalLM.call_with_cache`
+does), so a step runs the model on one token per row. The layers are the trained model's own
 (`model.get_layer`), so there is no second copy of the weights to keep in sync.
 
 The whole decode (prefill, then the sampler's loop) is one function compiled once per
 sampler and input shape and reused: `tf.function(jit_compile=True)` on TensorFlow,
-`jax.jit` with the variables passed in on JAX. `traces` counts how often it was traced.
+`jax.jit` with the variables passed in on JAX, so a call decodes with the weights of the
+moment (the Trainer samples after every epoch with one sampler). `traces` counts how
+often it was traced.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class CachedGenerator:
         # to fill must not hold [PAD]; they hold a placeholder that no step attends to
         # (the causal mask stops at the position being generated).
         prompt_mask = ops.not_equal(token_ids, PAD_ID)
+        # On JAX the sampler runs its loop in a StatelessScope of its own, which hides
+        # ours: without `model` the layers there read the variables' stored values, which
+        # jax.jit keeps as constants, the first trace's weights forever. With it the loop
+        # carries the model's current values (ours, the jitted inputs) into its scope.
         return sampler(
             next=next,
             prompt=ops.where(prompt_mask, token_ids, self._placeholder),
@@ -98,6 +104,7 @@ class CachedGenerator:
             mask=prompt_mask,
             stop_token_ids=END_TOKEN_IDS,
             hidden_states=hidden,
+            model=self._model,
         )
 
     # --- compiled once per sampler, reused ------------------------------------------
