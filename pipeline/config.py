@@ -37,7 +37,12 @@ class DataConfig:
     # Where downloaded zips are cached (keras.utils.get_file's cache_dir).
     cache_dir: str = "~/.keras"
     train_file: str = "train.txt"
+    # The eval split chooses the exported epoch (the lowest val perplexity), so its
+    # perplexity is biased low; the test split is held out from training and that choice,
+    # and the Evaluator reports its perplexity beside the eval split's. A corpus without
+    # this file (or null) runs with the eval split's perplexity only, and says so.
     eval_file: str = "valid.txt"
+    test_file: Optional[str] = "test.txt"
     # Keep lines strictly longer than this many bytes (the reference's tf.strings.length).
     min_training_seq_len: int = 450
     # Skip (and count, as lines_too_long) lines longer than this many bytes: a paragraph

@@ -199,3 +199,13 @@ def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
             "suffix (and set the key to that name) so the reader decompresses it."
         )
     return path
+
+
+def optional_split_file(corpus_dir: str, file_name: Optional[str], key: str) -> Optional[str]:
+    """The path of an optional split file (the test split), checked as `check_split_file`
+    does when it exists; None when it is not set or the corpus has no such file."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
+
+    if not file_name or not tf.io.gfile.exists(os.path.join(corpus_dir, file_name)):
+        return None
+    return check_split_file(corpus_dir, file_name, key)

@@ -87,6 +87,7 @@ def create_pipeline(
         input_base=corpus_dir,
         train_pattern=cfg.data.train_file,
         eval_pattern=cfg.data.eval_file,
+        test_pattern=cfg.data.test_file,
         min_training_seq_len=cfg.data.min_training_seq_len,
         max_line_bytes=cfg.data.max_line_bytes,
     )
@@ -130,7 +131,8 @@ def create_pipeline(
         },
         on_vertex_training=vertex_training,
     )
-    # Perplexity on the eval split and a sample from every decoder; ends the MLflow run.
+    # Perplexity on the eval and test splits and a sample from every decoder; ends the
+    # MLflow run.
     # Its tracking settings are parameters: a new tracking server reruns the evaluation
     # into it (the model stays cached).
     evaluator = Evaluator(

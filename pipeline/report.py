@@ -21,7 +21,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from components.tracking import PipelineRun, artifact_paths
-from pipeline.run_summary import RunSummary
+from pipeline.run_summary import RunSummary, perplexities
 
 REPORT_FILE = "report.html"
 PLOTS = (
@@ -125,8 +125,10 @@ def build_report(summary: RunSummary, run: Run, client: MlflowClient, folder: st
             _epochs(client, run_id),
         ),
         "<h2>Evaluation</h2>",
-        f"<p>Token-weighted eval perplexity <b>{evaluation.get('perplexity', float('nan')):.2f}</b> over "
-        f"{evaluation.get('num_tokens', 0)} tokens.</p>",
+        _table(
+            ["split", "token-weighted perplexity", "tokens", "what it is"],
+            [[row.split, f"{row.perplexity:.2f}", row.tokens, row.meaning] for row in perplexities(evaluation)],
+        ),
         _table(LEADERBOARD_COLUMNS, [[r.get(c, "") for c in LEADERBOARD_COLUMNS] for r in leaderboard]),
         _embedded_plots(client, run_id, logged, folder),
         "<h2>Samples</h2>",

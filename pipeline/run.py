@@ -11,6 +11,7 @@ fails in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import resource
@@ -146,7 +147,7 @@ def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
 def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
     """Validates the inputs, runs the pipeline locally and prints a summary."""
     from components.tracking import check_reachable
-    from pipeline.corpus import check_split_file, file_size, resolve_corpus_dir
+    from pipeline.corpus import check_split_file, file_size, optional_split_file, resolve_corpus_dir
     from pipeline.run_summary import latest_run
 
     # A tracking server that is down would otherwise surface after the Beam steps, in the
@@ -163,6 +164,17 @@ def run(cfg: PipelineConfig, args: argparse.Namespace) -> None:
         check_split_file(corpus_dir, cfg.data.train_file, "data.train_file"),
         check_split_file(corpus_dir, cfg.data.eval_file, "data.eval_file"),
     ]
+    test_file = optional_split_file(corpus_dir, cfg.data.test_file, "data.test_file")
+    if test_file:
+        split_files.append(test_file)
+    else:
+        if cfg.data.test_file:
+            print(
+                f"No test split ({os.path.join(corpus_dir, cfg.data.test_file)} does not exist): the only perplexity "
+                "reported is the eval split's, which also chose the kept epoch.",
+                flush=True,
+            )
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_file=None))
     beam_pipeline_args = beam_args(cfg, args, corpus_bytes=sum(file_size(path) for path in split_files))
 
     interrupt.install()  # a Ctrl-C that Python drops in a finalizer still stops training
@@ -226,7 +238,7 @@ def _end_open_mlflow_run(cfg: PipelineConfig, status: str) -> None:
 
 
 def print_summary(cfg: PipelineConfig) -> None:
-    from pipeline.run_summary import latest_run
+    from pipeline.run_summary import latest_run, perplexities
 
     summary = latest_run(cfg.metadata_path)
     evaluation = summary.evaluation or {}
@@ -239,8 +251,11 @@ def print_summary(cfg: PipelineConfig) -> None:
         f"Artifacts:        {cfg.resolved_pipeline_root}",
         f"Trained model:    {summary.outputs.get('Model', '?')}",
         f"Evaluation:       {summary.outputs.get('ModelEvaluation', '?')}",
-        f"Eval perplexity:  {evaluation.get('perplexity', float('nan')):.2f} "
-        f"(token-weighted, {evaluation.get('num_tokens', 0)} tokens)",
+        *(
+            f"{row.split.capitalize() + ' perplexity:':<18}{row.perplexity:.2f} "
+            f"(token-weighted, {row.tokens} tokens; {row.meaning})"
+            for row in perplexities(evaluation)
+        ),
         f"MLflow run:       {evaluation.get('mlflow_run_id', '?')}",
     ]
     if all(state == "CACHED" for state in summary.states.values()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
@@ -77,3 +77,33 @@ def latest_run(metadata_path: str) -> Optional[RunSummary]:
             with open(path, encoding="utf-8") as f:
                 evaluation = json.load(f)
     return RunSummary(run.name, states, seconds, outputs, evaluation)
+
+
+class SplitPerplexity(NamedTuple):
+    split: str
+    perplexity: float
+    tokens: int
+    # What the number is, for a reader: held out, or chosen on.
+    meaning: str
+
+
+# The Trainer keeps the epoch with the lowest perplexity on the eval split, so that split's
+# figure is chosen on; the test split's is the unbiased one.
+SPLIT_MEANINGS = {
+    "test": "held-out test split",
+    "eval": "eval split, which chose the kept epoch: biased low",
+}
+NO_TEST_SPLIT = "no test split: this is the only perplexity"
+
+
+def perplexities(evaluation: Optional[dict]) -> List[SplitPerplexity]:
+    """The Evaluator's token-weighted perplexities, the held-out test split first, each
+    saying what it is (the eval split's alone says that there is no test split)."""
+    by_split = (evaluation or {}).get("perplexity", {})
+    rows = []
+    for split, meaning in SPLIT_MEANINGS.items():
+        if split in by_split:
+            if split == "eval" and "test" not in by_split:
+                meaning = f"{meaning}; {NO_TEST_SPLIT}"
+            rows.append(SplitPerplexity(split, by_split[split]["perplexity"], by_split[split]["tokens"], meaning))
+    return rows

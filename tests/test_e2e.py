@@ -16,10 +16,11 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from components.lm_data import read_labels
+from components.minigpt.decoders import DECODERS as DECODER_REGISTRY
 from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, artifact_paths
 from pipeline.config import flatten, load_config
 from pipeline.corpus import EMBEDDED_CORPUS_DIR as EMBEDDED
-from pipeline.run_summary import latest_run
+from pipeline.run_summary import NO_TEST_SPLIT, latest_run
 from tests.conftest import REPO_ROOT, TINY_CONFIG, TINY_CORPUS, mlflow_runs, run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -65,7 +66,7 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
         assert [m.step for m in history] == [1, 2], metric
     # The corpus is the run's two datasets, not metrics: source, content digest, counts.
     datasets = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
-    assert sorted(datasets) == ["eval", "train"]
+    assert sorted(datasets) == ["eval", "test", "train"]
     assert not [name for name in run.data.metrics if name.startswith("data")]
     with open(os.path.join(TINY_CORPUS, "train.txt"), "rb") as f:
         assert datasets["train"].digest == hashlib.sha256(f.read()).hexdigest()[:16]
@@ -76,9 +77,13 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert train["sequences"] == 160 and eval_["sequences"] == 40
     assert 0 < train["truncated_share"] <= 1 and 0 <= train["unk_share"] < 0.05
     evaluation = summary.evaluation
-    assert run.data.metrics["eval.perplexity"] == pytest.approx(evaluation["perplexity"])
-    # Better than a uniform guess over the learned vocabulary, after two tiny epochs.
-    assert 1 < evaluation["perplexity"] < int(params["model.vocabulary_size_learned"])
+    # The held-out test split's perplexity beside the eval split's (which chose the epoch).
+    assert sorted(evaluation["perplexity"]) == ["eval", "test"]
+    for split, result in evaluation["perplexity"].items():
+        assert run.data.metrics[f"{split}.perplexity"] == pytest.approx(result["perplexity"])
+        assert run.data.metrics[f"{split}.tokens"] == result["tokens"] > 0
+        # Better than a uniform guess over the learned vocabulary, after two tiny epochs.
+        assert 1 < result["perplexity"] < int(params["model.vocabulary_size_learned"])
     assert sorted(evaluation["samples"]) == DECODERS
     assert all(text.startswith("[BOS]") for text in evaluation["samples"].values())
     paths = artifact_paths(client, run.info.run_id)
@@ -87,8 +92,9 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
         logged = client.download_artifacts(run.info.run_id, f"samples/{name}.txt", str(tmp_path))
         with open(logged, encoding="utf-8") as f:
             texts = f.read().strip().split("\n\n")
-        # samples_per_decoder (2) from [BOS], as many from eval prompts; the first is the summary's.
-        assert len(texts) == 4 and texts[0] == evaluation["samples"][name]
+        # samples_per_decoder (2) from [BOS] (1 for a deterministic decoder), 2 from test-split
+        # prompts; the first is the summary's.
+        assert len(texts) == (4 if DECODER_REGISTRY[name].seeded else 3) and texts[0] == evaluation["samples"][name]
         assert f"decoder.{name}.distinct_2" in run.data.metrics
     assert sorted(row["decoder"] for row in evaluation["leaderboard"]) == DECODERS
     assert {"decoder_leaderboard.json", "decoder_samples.json"} <= set(paths)
@@ -101,7 +107,8 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert "report.html" in artifact_paths(client, run.info.run_id)
     report = (out / "report.html").read_text(encoding="utf-8")
     assert report.count("data:image/png;base64,") == 3
-    assert f"<b>{evaluation['perplexity']:.2f}</b>" in report
+    for split, result in evaluation["perplexity"].items():
+        assert f"<td>{split}</td><td>{result['perplexity']:.2f}</td>" in report
     for text in [*COMPONENTS, *DECODERS, "tiny_corpus/train.txt", "COMPLETE"]:
         assert text in report, text
     # The Keras model, and the text model registered as version 1 of `minigpt`.
@@ -256,24 +263,36 @@ def test_a_second_run_in_the_folder_is_refused_and_a_killed_run_is_ended_by_the_
 SECRETS = {"MINIGPT_TEST_API_KEY": "sk-test-4f1d9c", "MY_SERVICE_TOKEN": "tok-7b2e90", "DB_SECRET": "pw-31c8aa"}
 
 
+def _records_as_written(split_dir: str) -> list:
+    """A split's serialized records in the order a reader meets them (files by name)."""
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(os.path.join(split_dir, "*")))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
 def test_two_runs_in_two_folders_learn_the_same_and_leak_no_secret(tmp_path, monkeypatch):
-    """Same config and seed: the same vocabulary, token ids, first-epoch loss and eval
-    perplexity, whatever order Beam wrote shards in. Secrets in the environment appear
-    in no param, tag, log line or text artifact."""
+    """Same config and seed: the same vocabulary, token ids, first-epoch loss and
+    perplexities, though the second run's Beam steps run on two worker processes and write
+    their records in another order (checked). Secrets in the environment appear in no
+    param, tag, log line or text artifact."""
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    results = []
-    for name in ("a", "b"):
+    results, written = [], []
+    for name, beam_overrides in (("a", []), ("b", [MULTI_PROCESSING, "beam.direct_num_workers=2"])):
         out = tmp_path / name
-        result = run_pipeline(out)
+        result = run_pipeline(out, *beam_overrides)
         assert result.returncode == 0, result.stderr[-3000:]
         summary = latest_run(str(out / "metadata.sqlite"))
         client, (run,) = mlflow_runs(out)
         with open(os.path.join(summary.outputs["minigpt.Vocabulary"], "vocab.txt"), encoding="utf-8") as f:
             vocab = f.read()
-        ids = read_labels([os.path.join(summary.outputs["Examples"], "Split-train", "*")], 32, "train")
+        train_ids = os.path.join(summary.outputs["Examples"], "Split-train")
+        written.append(_records_as_written(train_ids))
+        ids = read_labels([os.path.join(train_ids, "*")], 32, "train")
         loss = client.get_metric_history(run.info.run_id, "train/loss")[0].value
-        results.append((vocab, ids, loss, summary.evaluation["perplexity"]))
+        perplexity = {split: r["perplexity"] for split, r in summary.evaluation["perplexity"].items()}
+        results.append((vocab, ids, loss, perplexity))
         # No secret anywhere a person or a server would see it.
         texts = [result.stdout, result.stderr, json.dumps(run.data.params), json.dumps(run.data.tags)]
         for path in artifact_paths(client, run.info.run_id):
@@ -282,10 +301,15 @@ def test_two_runs_in_two_folders_learn_the_same_and_leak_no_secret(tmp_path, mon
                     texts.append(f.read())
         for value in SECRETS.values():
             assert not [t for t in texts if value in t], value
+    # The same records, written in another order: what the equalities below are robust to.
+    assert written[0] != written[1] and sorted(written[0]) == sorted(written[1])
     (vocab_a, ids_a, loss_a, ppl_a), (vocab_b, ids_b, loss_b, ppl_b) = results
     assert vocab_a == vocab_b
     np.testing.assert_array_equal(ids_a, ids_b)
-    assert abs(loss_a - loss_b) < 1e-5 and abs(ppl_a - ppl_b) < 1e-5 * ppl_a
+    assert abs(loss_a - loss_b) < 1e-5
+    assert ppl_a.keys() == ppl_b.keys() == {"eval", "test"}
+    for split in ppl_a:
+        assert ppl_a[split] == pytest.approx(ppl_b[split], rel=1e-5)
 
 
 def test_a_run_killed_in_a_beam_step_is_rerun_and_its_half_output_never_consumed(tmp_path):
@@ -310,6 +334,9 @@ def test_a_run_killed_in_a_beam_step_is_rerun_and_its_half_output_never_consumed
     process.wait(timeout=30)
     again = run_pipeline(out, *overrides)
     assert again.returncode == 0, again.stderr[-3000:]
+    # This corpus has no test.txt: the run says so, and what its one perplexity is.
+    assert f"No test split ({corpus}/test.txt does not exist)" in again.stdout
+    assert f"chose the kept epoch: biased low; {NO_TEST_SPLIT})" in again.stdout
     assert "TextExampleGen (execution 1) was left RUNNING by a killed run of this folder" in again.stdout
     with metadata.Metadata(metadata.sqlite_metadata_connection_config(str(out / "metadata.sqlite"))) as m:
         killed = m.store.get_executions_by_id([1])[0]

@@ -23,6 +23,7 @@ from tests.conftest import tokenize, write_token_examples
 
 VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "."]
 TRAINING_PARAMS = {"train.epochs": 2, "model.seq_len": 8, "model.vocabulary_size_learned": len(VOCAB)}
+SPLITS = ["train", "eval", "test"]
 EVAL_CONFIG = {
     "num_tokens_to_generate": 4,
     "samples_per_decoder": 2,
@@ -52,13 +53,18 @@ def setup(tmp_path):
     model_bundle.export(str(model_uri / "Format-Serving"), model, manifest, str(vocab_path))
     lines = [b"the cat sat on the mat .", b"a dog ran .", b"the dog sat on a cat ."] * 3
     write_token_examples(tmp_path / "examples" / "Split-eval" / "data.gz", tokenize(lines, VOCAB, gpt.seq_len))
+    write_token_examples(tmp_path / "examples" / "Split-test" / "data.gz", tokenize(TEST_LINES, VOCAB, gpt.seq_len))
     return tmp_path, tracking_uri, training_run
 
 
-def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, params=None):
+# Held out: the leaderboard's prompts come from these lines.
+TEST_LINES = [b"mat ran on the dog .", b"cat ran ."]
+
+
+def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, params=None, splits=SPLITS):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
-    examples.split_names = '["train", "eval"]'
+    examples.split_names = json.dumps(splits)
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / "Trainer" / "model")
     evaluation = standard_artifacts.ModelEvaluation()
@@ -86,19 +92,23 @@ def _table(client, run_id, name, tmp_path):
         return json.load(f)
 
 
-def test_scores_samples_and_finishes_the_training_run(setup):
+def test_scores_both_splits_samples_and_finishes_the_training_run(setup):
     tmp_path, tracking_uri, training_run = setup
     evaluation, result = _evaluate(tmp_path, tracking_uri, "train-run")
-    assert result["perplexity"] == pytest.approx(len(VOCAB), rel=1e-4)
-    assert result["num_tokens"] == 3 * (7 + 4 + 7)  # every non-[PAD] label of the 9 lines
+    # Every non-[PAD] label: 3 x (7 + 4 + 7) in the eval split, 6 + 3 in the test split.
+    tokens = {"eval": 3 * (7 + 4 + 7), "test": 6 + 3}
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(training_run.run_id)
+    for split in ("eval", "test"):
+        assert result["perplexity"][split] == dict(perplexity=pytest.approx(len(VOCAB), rel=1e-4), tokens=tokens[split])
+        assert run.data.metrics[f"{split}.perplexity"] == pytest.approx(result["perplexity"][split]["perplexity"])
+        assert run.data.metrics[f"{split}.tokens"] == tokens[split]
+        assert evaluation.get_float_custom_property(f"{split}_perplexity") == pytest.approx(len(VOCAB), rel=1e-4)
+    assert result["prompt_split"] == "test"
     assert sorted(result["samples"]) == ["greedy", "top_k"]
     assert all(text.startswith("[BOS]") for text in result["samples"].values())
     assert result["mlflow_run_id"] == result["trained_in_mlflow_run"] == training_run.run_id
-    assert evaluation.get_float_custom_property("perplexity") == pytest.approx(result["perplexity"])
-    client = MlflowClient(tracking_uri)
-    run = client.get_run(training_run.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["eval.perplexity"] == pytest.approx(result["perplexity"])
     # The leaderboard: every measure of every decoder as a metric, and as a table row.
     for name in ("greedy", "top_k"):
         for measure in MEASURES:
@@ -111,9 +121,14 @@ def test_scores_samples_and_finishes_the_training_run(setup):
     board = _table(client, run.info.run_id, "decoder_leaderboard.json", tmp_path)
     assert board["columns"] == ["decoder", *MEASURES] and len(board["data"]) == 2
     samples = _table(client, run.info.run_id, "decoder_samples.json", tmp_path)
-    # 2 samples from [BOS] and 2 from eval prompts, per decoder.
-    assert samples["columns"] == ["decoder", "prompt", "text", "tokens_per_s"] and len(samples["data"]) == 8
-    assert [row[1] for row in samples["data"][:2]] == ["[BOS]", "[BOS]"]
+    assert samples["columns"] == ["decoder", "prompt", "text", "tokens_per_s"]
+    # Greedy is deterministic: one sample from [BOS] (its copies would be the same text);
+    # top-k samples [BOS] twice. Then 2 prompts from the held-out test split each.
+    prompts = [(row[0], row[1]) for row in samples["data"]]
+    test_prompts = ["[BOS] cat ran", "[BOS] mat ran"]
+    assert prompts == [("greedy", p) for p in ["[BOS]", *test_prompts]] + [
+        ("top_k", p) for p in ["[BOS]", "[BOS]", *test_prompts]
+    ]
     assert all(row[2].startswith(row[1]) for row in samples["data"])
     # The registered text model: prompts in, text out, through MLflow's own loader.
     mlflow.set_tracking_uri(tracking_uri)
@@ -160,3 +175,21 @@ def test_an_empty_eval_split_fails_the_run_with_one_clear_error(setup):
     with pytest.raises(InputDataError, match="The eval split .* holds no examples"):
         _evaluate(tmp_path, tracking_uri, "train-run")
     assert MlflowClient(tracking_uri).get_run(training_run.run_id).info.status == "FAILED"
+
+
+def test_without_a_test_split_the_eval_split_is_the_only_perplexity(setup):
+    tmp_path, tracking_uri, training_run = setup
+    evaluation, result = _evaluate(tmp_path, tracking_uri, "train-run", splits=["train", "eval"])
+    assert list(result["perplexity"]) == ["eval"] and result["prompt_split"] == "eval"
+    metrics = MlflowClient(tracking_uri).get_run(training_run.run_id).data.metrics
+    assert "eval.perplexity" in metrics and "test.perplexity" not in metrics
+
+
+def test_max_batches_scores_rows_spread_over_the_split_not_its_first_ones(setup):
+    """The rows are sorted by their ids; `max_batches` takes evenly spaced ones."""
+    tmp_path, tracking_uri, _ = setup
+    lines = [b"a dog ran ."] * 6 + [b"the cat sat on the mat ."] * 6  # sorted by ids: the 6 "the" rows first
+    write_token_examples(tmp_path / "examples" / "Split-eval" / "data.gz", tokenize(lines, VOCAB, 8))
+    _, result = _evaluate(tmp_path, tracking_uri, "train-run", {**EVAL_CONFIG, "batch_size": 2, "max_batches": 1})
+    # One batch of 2 rows, one of each kind (4 + 7 labels), not the first 2 (7 + 7).
+    assert result["perplexity"]["eval"]["tokens"] == 4 + 7

@@ -10,7 +10,7 @@ from components.formats import EVALUATION_FILE
 from components.tracking import PipelineRun
 from pipeline import run
 from pipeline.config import load_config
-from pipeline.run_summary import latest_run
+from pipeline.run_summary import latest_run, perplexities
 from tests.conftest import TINY_CONFIG
 
 COMPLETE, CACHED = metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
@@ -68,8 +68,7 @@ def test_printed_summary_names_the_results_and_the_mlflow_run(tmp_path, capsys, 
     evaluation_dir = tmp_path / "evaluation"
     evaluation_dir.mkdir()
     result = {
-        "perplexity": 123.456,
-        "num_tokens": 99,
+        "perplexity": {"eval": {"perplexity": 123.456, "tokens": 99}, "test": {"perplexity": 130.5, "tokens": 80}},
         "mlflow_run_id": mlflow_run.run_id,
         "samples": {"greedy": "[BOS] the " + "cat " * 40, "beam": "[BOS] a dog"},
     }
@@ -79,7 +78,11 @@ def test_printed_summary_names_the_results_and_the_mlflow_run(tmp_path, capsys, 
     run.print_summary(cfg)
     out = capsys.readouterr().out
     assert "Pipeline run run-2: TextExampleGen CACHED, VocabGen CACHED, DecoderCheck CACHED" in out
-    assert "Eval perplexity:  123.46 (token-weighted, 99 tokens)" in out
+    # The held-out split first; the eval split named as the one that chose the epoch.
+    assert (
+        "Test perplexity:  130.50 (token-weighted, 80 tokens; held-out test split)\n"
+        "Eval perplexity:  123.46 (token-weighted, 99 tokens; eval split, which chose the kept epoch: biased low)\n"
+    ) in out
     assert f"MLflow run:       {mlflow_run.run_id}" in out
     assert "(every component was cached: this is the run that produced the results)" in out
     assert "       greedy: [BOS] the cat cat" in out and "..." in out
@@ -104,3 +107,10 @@ def test_a_crash_outside_the_executors_ends_the_open_mlflow_run_failed(tmp_path,
     record_pipeline_run(cfg.metadata_path, "run-2", {"Trainer": COMPLETE})
     run._end_open_mlflow_run(cfg, "FAILED")
     assert client.get_run(crashed.run_id).info.status == "FAILED"
+
+
+def test_without_a_test_split_the_summary_says_the_eval_perplexity_is_the_only_one():
+    only_eval = {"perplexity": {"eval": {"perplexity": 50.0, "tokens": 7}}}
+    (row,) = perplexities(only_eval)
+    assert row.split == "eval" and row.meaning.endswith("no test split: this is the only perplexity")
+    assert perplexities(None) == []

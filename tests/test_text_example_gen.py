@@ -42,8 +42,8 @@ def test_text_to_example_roundtrip():
     assert parse_text(tf.constant(example.SerializeToString())).numpy() == "héllo".encode()
 
 
-def _run_executor(corpus_dir, out_dir, min_len=450, train="train.txt", eval_="valid.txt"):
-    component = TextExampleGen(str(corpus_dir), train, eval_, min_len)
+def _run_executor(corpus_dir, out_dir, min_len=450, train="train.txt", eval_="valid.txt", test=None):
+    component = TextExampleGen(str(corpus_dir), train, eval_, min_len, test_pattern=test)
     exec_properties = dict(component.exec_properties)
     exec_properties["input_base"] = str(corpus_dir)
     input_config = example_gen_pb2.Input()
@@ -60,8 +60,9 @@ def _count_records(pattern):
 
 
 def test_executor_writes_splits_and_records_counts(tiny_corpus, tmp_path):
-    examples = _run_executor(tiny_corpus, tmp_path / "examples")
-    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval"]
+    examples = _run_executor(tiny_corpus, tmp_path / "examples", test="test.txt")
+    assert artifact_utils.decode_split_names(examples.split_names) == ["train", "eval", "test"]
+    assert _count_records(os.path.join(artifact_utils.get_split_uri([examples], "test"), "*.gz")) == 30
     train_uri = artifact_utils.get_split_uri([examples], "train")
     assert _count_records(os.path.join(train_uri, "*.gz")) == 160
     assert _count_records(os.path.join(artifact_utils.get_split_uri([examples], "eval"), "*.gz")) == 40
@@ -71,11 +72,12 @@ def test_executor_writes_splits_and_records_counts(tiny_corpus, tmp_path):
     assert props["train_lines_kept"] == 160
     assert props["train_lines_too_short"] == 32
     assert props["eval_lines_kept"] == 40
+    assert (props["test_lines_read"], props["test_lines_kept"]) == (36, 30)
     assert props["train_lines_not_utf8"] == 0
     histogram = json.loads(examples.get_string_custom_property("train_length_histogram"))
     assert sum(histogram.values()) == 192 and sum(v for k, v in histogram.items() if int(k) < 450) <= 32
     # Where each split came from, and the sha256 of its bytes (the run's dataset digest).
-    for split, name in (("train", "train.txt"), ("eval", "valid.txt")):
+    for split, name in (("train", "train.txt"), ("eval", "valid.txt"), ("test", "test.txt")):
         path = os.path.join(str(tiny_corpus), name)
         assert examples.get_string_custom_property(f"{split}_source") == path
         with open(path, "rb") as f:

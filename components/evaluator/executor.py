@@ -1,4 +1,10 @@
-"""Evaluator executor: perplexity on the eval split and a leaderboard of the decoders."""
+"""Evaluator executor: perplexity on the eval and test splits and a leaderboard of the decoders.
+
+The eval split chose the exported epoch (the Trainer keeps the lowest val perplexity), so
+its perplexity is biased toward a good value by that choice. The test split, which
+neither training nor that choice saw, gives the unbiased figure; both are reported, each
+under its split's name. A corpus without a test split has only the eval split's.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +25,11 @@ from components import model_bundle, plots, text_model
 from components.formats import EVALUATION_FILE
 from components.lm_data import read_labels
 from components.minigpt.cached_decoding import CachedGenerator
-from components.minigpt.decoders import check_decoders
+from components.minigpt.decoders import DECODERS, check_decoders
 from components.minigpt.decoding import bos_prompts, make_sampler, prompt_lengths
 from components.minigpt.leaderboard import MEASURES, eval_prompts, score
 from components.minigpt.perplexity import token_weighted_perplexity
-from components.minigpt.sequences import batches, features_from_labels
+from components.minigpt.sequences import batches, evenly_spaced, features_from_labels
 from components.minigpt.tokenizer import TextCodec
 from components.tracking import TRAINED_IN_RUN_TAG, PipelineRun
 
@@ -35,7 +41,9 @@ EVALUATION_KEY = "evaluation"
 EVAL_CONFIG_KEY = "eval_config"
 MLFLOW_CONFIG_KEY = "mlflow_config"
 PARAMS_KEY = "params"
-SPLIT = "eval"
+# The split that chose the kept epoch, and the held-out one (when the corpus has it).
+SELECTION_SPLIT = "eval"
+TEST_SPLIT = "test"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -80,17 +88,24 @@ class Executor(base_executor.BaseExecutor):
                 run.set_tag(TRAINED_IN_RUN_TAG, manifest.mlflow_run_id)
                 run.log_params(manifest.params)
             run.log_params(json.loads(exec_properties[PARAMS_KEY]))
-            pattern = os.path.join(artifact_utils.get_split_uri([examples], SPLIT), "*")
-            labels = read_labels([pattern], manifest.model.seq_len, SPLIT)
-            perplexity, num_tokens = token_weighted_perplexity(
-                model,
-                batches(features_from_labels(labels, codec.bos_id), labels, eval_cfg["batch_size"]),
-                eval_cfg["max_batches"],
-            )
-            logger.info("Eval perplexity %.3f over %d tokens.", perplexity, num_tokens)
-            run.log_metrics({"eval.perplexity": perplexity, "eval.tokens": num_tokens}, step=0)
+            splits = [
+                split
+                for split in (SELECTION_SPLIT, TEST_SPLIT)
+                if split in artifact_utils.decode_split_names(examples.split_names)
+            ]
+            labels = {
+                split: read_labels(
+                    [os.path.join(artifact_utils.get_split_uri([examples], split), "*")], manifest.model.seq_len, split
+                )
+                for split in splits
+            }
+            perplexity = {split: _perplexity(model, labels[split], codec.bos_id, eval_cfg) for split in splits}
+            for split, (value, tokens) in perplexity.items():
+                logger.info("%s perplexity %.3f over %d tokens.", split.capitalize(), value, tokens)
+                run.log_metrics({f"{split}.perplexity": value, f"{split}.tokens": tokens}, step=0)
 
-            samples, board = _decoder_leaderboard(model, codec, eval_cfg, labels, run)
+            prompt_split = TEST_SPLIT if TEST_SPLIT in labels else SELECTION_SPLIT
+            samples, board = _decoder_leaderboard(model, codec, eval_cfg, labels[prompt_split], run)
             # Prompts in, text out, for `mlflow models serve` and pyfunc users.
             with run.resumed():
                 version = text_model.log_and_register(
@@ -102,8 +117,9 @@ class Executor(base_executor.BaseExecutor):
                 )
             logger.info("Registered as %s version %s (%s).", text_model.REGISTERED_MODEL, version, text_model.LATEST)
             result = {
-                "perplexity": perplexity,
-                "num_tokens": num_tokens,
+                # split -> {"perplexity", "tokens"}: "eval" chose the kept epoch, "test" is held out.
+                "perplexity": {split: {"perplexity": v, "tokens": n} for split, (v, n) in perplexity.items()},
+                "prompt_split": prompt_split,
                 "samples": samples,
                 "leaderboard": board,
                 "registered_model": f"models:/{text_model.REGISTERED_MODEL}/{version}",
@@ -112,7 +128,8 @@ class Executor(base_executor.BaseExecutor):
             }
             with fileio.open(os.path.join(evaluation.uri, EVALUATION_FILE), "w") as f:
                 f.write(json.dumps(result, indent=2))
-            evaluation.set_float_custom_property("perplexity", perplexity)
+            for split, (value, _) in perplexity.items():
+                evaluation.set_float_custom_property(f"{split}_perplexity", value)
             evaluation.set_string_custom_property("mlflow_run_id", run.run_id)
         run.finish()
 
@@ -120,27 +137,29 @@ class Executor(base_executor.BaseExecutor):
 def _decoder_leaderboard(
     model, codec: TextCodec, eval_cfg: Dict[str, Any], labels: np.ndarray, run: PipelineRun
 ) -> Tuple[Dict[str, str], List[Dict[str, Any]]]:
-    """Samples every decoder from [BOS] and from eval-split prompts, scores the samples
-    (`components.minigpt.leaderboard`) and logs them; returns the first [BOS] sample of
-    each decoder (for the summary) and the leaderboard rows."""
+    """Samples every decoder from [BOS] and from prompts of held-out lines (`labels`),
+    scores the samples (`components.minigpt.leaderboard`) and logs them; returns the first
+    [BOS] sample of each decoder (for the summary) and the leaderboard rows.
+
+    A deterministic decoder (greedy, beam, contrastive) samples [BOS] once: its copies
+    would be the same text, counted again by distinct-n. Each decoder's first call
+    compiles it; the second is the one timed, scored and logged, so tokens/s counts the
+    tokens of the call it timed.
+    """
     num_tokens, count = eval_cfg["num_tokens_to_generate"], eval_cfg["samples_per_decoder"]
     generator = CachedGenerator(model, codec.bos_id, num_tokens)
-    prompts = np.concatenate(
-        [
-            bos_prompts(codec.bos_id, count, num_tokens + 1),
-            eval_prompts(labels, codec.bos_id, count, eval_cfg["prompt_tokens"], num_tokens + 1),
-        ]
-    )
-    lengths = prompt_lengths(prompts)
-    prompt_texts = codec.detokenize(prompts)
+    prompted = eval_prompts(labels, codec.bos_id, count, eval_cfg["prompt_tokens"], num_tokens + 1)
     first_samples, board, sample_rows = {}, [], []
     for name, params in eval_cfg["decoders"].items():
+        from_bos = count if DECODERS[name].seeded else 1
+        prompts = np.concatenate([bos_prompts(codec.bos_id, from_bos, num_tokens + 1), prompted])
+        lengths, prompt_texts = prompt_lengths(prompts), codec.detokenize(prompts)
         sampler = make_sampler(name, params, eval_cfg["seed"])
         start = time.time()
-        ids = generator.generate_from(sampler, prompts)  # compiles, then decodes: the logged samples
+        generator.generate_from(sampler, prompts)  # compiles, then decodes
         compile_seconds = time.time() - start
         start = time.time()
-        generator.generate_from(sampler, prompts)  # compiled: the steady-state speed
+        ids = generator.generate_from(sampler, prompts)  # compiled: the steady-state speed, and the logged samples
         measures = score(model, ids, lengths, time.time() - start)
         texts = codec.detokenize(ids)
         first_samples[name] = texts[0]
@@ -157,6 +176,16 @@ def _decoder_leaderboard(
     if board:
         run.log_figure(plots.decoder_leaderboard(board), "plots/decoder_leaderboard.png")
     return first_samples, board
+
+
+def _perplexity(model, labels: np.ndarray, bos_id: int, eval_cfg: Dict[str, Any]) -> Tuple[float, int]:
+    """Token-weighted perplexity over a split's rows; with `max_batches`, over that many
+    batches of evenly spaced rows (the rows are in sorted order: the first ones would be
+    a skewed subset)."""
+    batch_size, max_batches = eval_cfg["batch_size"], eval_cfg["max_batches"]
+    if max_batches is not None:
+        labels = labels[evenly_spaced(len(labels), max_batches * batch_size)]
+    return token_weighted_perplexity(model, batches(features_from_labels(labels, bos_id), labels, batch_size))
 
 
 def _columns(rows: List[Dict[str, Any]]) -> Dict[str, List[Any]]:

@@ -2,7 +2,7 @@
 
 The reference judges its decoders by eye ("greedy and beam repeat themselves, top-k and
 top-p read better"); these measures say the same quantitatively, over several samples
-per decoder, from [BOS] and from prompts taken from the eval split:
+per decoder, from [BOS] and from prompts taken from held-out lines:
 
   distinct_1 / distinct_2   unique unigrams / bigrams over all generated tokens (higher:
                             more varied text)
@@ -35,7 +35,7 @@ MEASURES = (
 
 
 def eval_prompts(labels: np.ndarray, bos_id: int, count: int, prompt_tokens: int, length: int) -> np.ndarray:
-    """`count` prompts of [BOS] + the first `prompt_tokens` ids of evenly spaced eval rows."""
+    """`count` prompts of [BOS] + the first `prompt_tokens` ids of evenly spaced rows."""
     rows = labels[np.linspace(0, len(labels) - 1, num=count).astype(int), :prompt_tokens]
     prompts = bos_prompts(bos_id, count, length)
     prompts[:, 1 : 1 + rows.shape[1]] = rows

@@ -29,6 +29,17 @@ def canonical_order(labels: np.ndarray) -> np.ndarray:
     return labels[np.lexsort(labels.T[::-1])]
 
 
+def evenly_spaced(num_rows: int, count: int) -> np.ndarray:
+    """Indices of `count` rows spread evenly over `num_rows` (all rows when count >= num_rows).
+
+    Rows are in `canonical_order`, sorted by their ids: the first ones share their first
+    tokens, so a subset for a quick score (a perplexity, a prompt) is taken across them.
+    """
+    if count >= num_rows:
+        return np.arange(num_rows)
+    return np.linspace(0, num_rows - 1, num=count).round().astype(int)
+
+
 def batches_per_epoch(num_rows: int, batch_size: int, keep_partial: bool = True) -> int:
     """Steps in one pass over `num_rows` rows (what a learning-rate schedule counts): Keras'
     `fit` keeps the last partial batch, the multi-process loop drops it

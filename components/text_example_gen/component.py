@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from tfx import types
 from tfx.components.example_gen import driver, utils
 from tfx.dsl.components.base import base_component, executor_spec
@@ -24,7 +26,7 @@ class TextExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
 
 
 class TextExampleGen(base_component.BaseComponent):
-    """Reads `train`/`eval` text files into gzip TFRecords of tf.train.Example{text}.
+    """Reads `train`/`eval` (and `test`) text files into gzip TFRecords of tf.train.Example{text}.
 
     The file-based driver fingerprints the input files, so a changed corpus invalidates
     the cache and an unchanged one is reused.
@@ -41,6 +43,7 @@ class TextExampleGen(base_component.BaseComponent):
         eval_pattern: str,
         min_training_seq_len: int,
         max_line_bytes: int = 1_000_000,
+        test_pattern: Optional[str] = None,
     ):
         """Builds the component.
 
@@ -51,6 +54,7 @@ class TextExampleGen(base_component.BaseComponent):
           min_training_seq_len: int, keep lines strictly longer than this many bytes.
           max_line_bytes: int, skip (and count) lines longer than this: a "paragraph" of
             megabytes is a broken file, and would cost minutes in every Beam step.
+          test_pattern: file name or glob of the held-out test split; None: no test split.
 
         Raises:
           ValueError: on a negative length, bounds that keep nothing, or an empty pattern.
@@ -61,11 +65,9 @@ class TextExampleGen(base_component.BaseComponent):
             raise ValueError(f"max_line_bytes ({max_line_bytes}) must exceed min_training_seq_len.")
         if not train_pattern or not eval_pattern:
             raise ValueError("train_pattern and eval_pattern must both be set.")
+        patterns = {"train": train_pattern, "eval": eval_pattern, "test": test_pattern}
         input_config = example_gen_pb2.Input(
-            splits=[
-                example_gen_pb2.Input.Split(name="train", pattern=train_pattern),
-                example_gen_pb2.Input.Split(name="eval", pattern=eval_pattern),
-            ]
+            splits=[example_gen_pb2.Input.Split(name=name, pattern=p) for name, p in patterns.items() if p]
         )
         spec = TextExampleGenSpec(
             input_base=input_base,

@@ -36,7 +36,7 @@ from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.callbacks import KeepBestEpoch, RaiseOnInterrupt
 from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig
-from components.minigpt.sequences import batches_per_epoch, features_from_labels
+from components.minigpt.sequences import batches_per_epoch, evenly_spaced, features_from_labels
 from components.minigpt.tokenizer import TextCodec
 from components.minigpt.training import (
     build_trainable_model,
@@ -124,6 +124,9 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     keras.utils.set_random_seed(train_cfg["seed"])
     train_labels = read_labels(request.train_files, gpt.seq_len, "train")
     eval_labels = read_labels(request.eval_files, gpt.seq_len, "eval")
+    if train_cfg["validation_steps"]:  # that many batches of rows across the split, not its first ones
+        kept = evenly_spaced(len(eval_labels), train_cfg["validation_steps"] * train_cfg["batch_size"])
+        eval_labels = eval_labels[kept]
     train_data = (features_from_labels(train_labels, codec.bos_id), train_labels)
     eval_data = (features_from_labels(eval_labels, codec.bos_id), eval_labels)
     tracking_uri = cfg[keys.MLFLOW]["tracking_uri"]
@@ -160,7 +163,6 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
             validation_batch_size=train_cfg["batch_size"],
             epochs=train_cfg["epochs"],
             steps_per_epoch=train_cfg["steps_per_epoch"],
-            validation_steps=train_cfg["validation_steps"],
             callbacks=[keras.callbacks.BackupAndRestore(request.checkpoint_dir), *callbacks],
             # A live progress bar on a terminal, one line per epoch in logs and CI.
             verbose=1 if sys.stdout.isatty() else 2,
@@ -208,9 +210,7 @@ def fit_across_processes(
         logs = trainer.train_epoch(*train_data, batches)
         trainer.write_back()
         if role.is_chief:
-            validation = model.evaluate(
-                *eval_data, batch_size=batch_size, steps=train_cfg["validation_steps"], return_dict=True, verbose=0
-            )
+            validation = model.evaluate(*eval_data, batch_size=batch_size, return_dict=True, verbose=0)
             logs.update({f"val_{name}": float(value) for name, value in validation.items()})
         logger.info(
             "Epoch %d/%d (process %d of %d): %s",
