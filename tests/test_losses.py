@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.minigpt.losses import Perplexity, TokenCrossEntropy, token_cross_entropy
+from components.minigpt.losses import Perplexity, TokenCrossEntropy, counted_positions, token_cross_entropy
 from components.minigpt.model import GPTConfig, build_model, compile_model
 
 TINY = GPTConfig(vocabulary_size=31, seq_len=16, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1)
@@ -125,3 +125,23 @@ def test_perplexity_metric_is_keras_hubs():
         metric.update_state(LABELS, logits)
     np.testing.assert_allclose(float(ours.result()), float(reference.result()), rtol=1e-6)
     assert Perplexity.from_config(ours.get_config()).get_config() == ours.get_config()
+
+
+def test_the_counted_positions_are_those_whose_feature_is_not_pad():
+    """The embedding's `mask_zero` mask, from the labels: every token and the first [PAD]."""
+    np.testing.assert_array_equal(counted_positions(LABELS), FEATURES != 0)
+    np.testing.assert_array_equal(counted_positions(LABELS[..., None]), (FEATURES != 0)[..., None])
+
+
+def test_the_loss_masks_its_positions_itself_as_keras_masks_the_references():
+    """The reference's loss averages over the mask Keras carries on the model's logits; ours
+    gives that value whether or not the logits carry one."""
+    keras.utils.set_random_seed(5)
+    logits = build_model(TINY)(FEATURES)
+    unmasked = tf.identity(logits)  # the same values without Keras' mask
+    expected = token_cross_entropy(LABELS, logits).numpy()[FEATURES != 0].mean()
+    reference = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    np.testing.assert_allclose(reference(LABELS, logits), expected, rtol=1e-6)
+    assert not np.isclose(reference(LABELS, unmasked), expected, rtol=1e-3)  # every position
+    for value in (TokenCrossEntropy()(LABELS, logits), TokenCrossEntropy()(LABELS, unmasked)):
+        np.testing.assert_allclose(value, expected, rtol=1e-6)

@@ -105,3 +105,58 @@ def test_tensorflow_mirrors_the_step_over_every_device_and_learns_what_one_devic
     assert (one["devices"], one["replicas"]) == (1, 1)
     assert (two["devices"], two["replicas"]) == (2, 2)
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
+
+
+TINY_GPT = dict(vocabulary_size=31, seq_len=16, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1)
+FEATURES = np.array([[2, 5, 6, 7, 0, 0], [2, 7, 7, 9, 30, 12]], dtype="int32")
+LABELS = np.array([[5, 6, 7, 0, 0, 0], [7, 7, 9, 30, 12, 4]], dtype="int32")
+
+
+def _trainable_model(precision):
+    import keras
+
+    from components.minigpt.model import GPTConfig
+
+    keras.utils.set_random_seed(0)
+    return training.build_trainable_model(GPTConfig(**TINY_GPT), 1e-2, training.TrainingSettings(precision, None, 1))
+
+
+def _weight_change_of_a_tiny_loss_step(model, optimizer) -> float:
+    """Keras' own step with the loss times 1e-8: its float16 gradients underflow to zero
+    unless the loss is scaled up first."""
+    before = model.get_weights()
+    model.compile(optimizer=optimizer, loss=model.loss, loss_weights=[1e-8])
+    model.train_on_batch(FEATURES, LABELS)
+    return max(float(np.abs(a - b).max()) for a, b in zip(model.get_weights(), before))
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_float32_and_bfloat16_do_not_scale_the_loss(precision):
+    import keras
+
+    assert not isinstance(_trainable_model(precision).optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_float16_scales_the_loss_so_that_tiny_gradients_still_train():
+    import keras
+
+    model = _trainable_model("mixed_float16")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    float32 = _trainable_model("float32")
+    float32_change = _weight_change_of_a_tiny_loss_step(float32, float32.optimizer)
+    assert float32_change > 0
+    np.testing.assert_allclose(_weight_change_of_a_tiny_loss_step(model, model.optimizer), float32_change, rtol=0.01)
+    # Without loss scaling (what `compile` gave a float16 model before) the step learns nothing.
+    assert _weight_change_of_a_tiny_loss_step(_trainable_model("mixed_float16"), keras.optimizers.Adam(1e-2)) == 0
+
+
+def test_a_float16_model_saves_and_loads_with_its_loss_scaling(tmp_path):
+    import keras
+
+    model = _trainable_model("mixed_float16")
+    model.train_on_batch(FEATURES, LABELS)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
+    expected = model.evaluate(FEATURES, LABELS, verbose=0)
+    np.testing.assert_allclose(loaded.evaluate(FEATURES, LABELS, verbose=0), expected)

@@ -6,7 +6,7 @@ reports keras_hub's `Perplexity`. On TensorFlow both run the fused
 over the 64 x 128 x 5000 bf16 logits, forward and gradient took 224 ms where one oneDNN
 softmax and the textbook gradient take 89 ms, and the bf16 training step went from 595 to
 426 ms (BENCHMARKS.md §1). The classes here are the reference's, computing the same
-values through `token_cross_entropy`.
+values through `token_cross_entropy`, over the positions `counted_positions` names.
 """
 
 from __future__ import annotations
@@ -15,9 +15,28 @@ import keras
 import keras_hub
 import numpy as np
 
+PAD_ID = 0  # [PAD] is always token 0: WordPieceTokenizer and the masks rely on it.
+
 # Below the smallest normal float32 a softmax probability has lost its precision (or is 0):
 # the loss of such a label is computed from the logits instead.
 _TINY = float(np.finfo("float32").tiny)
+
+
+def counted_positions(labels):
+    """1.0 where the loss counts a position of (B, T) labels, else 0.0: where the feature is
+    not [PAD].
+
+    The features are [BOS] + labels[:, :-1] (`sequences.features_from_labels`), so this is
+    position 0 and every position after a non-[PAD] label: each token and the first [PAD],
+    which is how the model learns to end a paragraph. It is the mask the embedding's
+    `mask_zero` puts on the features, which the reference's loss gets only if Keras
+    carries it through every layer to the logits: Keras 3.12 and 3.15 do, while warning
+    that layers inside them (`PositionEmbedding`, the attention's `EinsumDense`) drop it.
+    A Keras loss sees labels, not features, hence the shift. Labels may also be (B, T, 1).
+    """
+    labels = keras.ops.convert_to_tensor(labels)
+    after_token = keras.ops.cast(keras.ops.not_equal(labels[:, :-1], PAD_ID), "float32")
+    return keras.ops.concatenate([keras.ops.ones_like(after_token[:, :1]), after_token], axis=1)
 
 
 def token_cross_entropy(labels, logits):
@@ -65,11 +84,25 @@ def _softmax_cross_entropy_tensorflow(labels, logits):
 
 @keras.saving.register_keras_serializable(package="minigpt")
 class TokenCrossEntropy(keras.losses.Loss):
-    """`keras.losses.SparseCategoricalCrossentropy(from_logits=True)` computed by
-    `token_cross_entropy`: same reduction, same use of the model's [PAD] mask."""
+    """The reference's `SparseCategoricalCrossentropy(from_logits=True)` over the model's
+    [PAD] mask, computed by `token_cross_entropy`, the mask made explicit.
 
-    def __init__(self, reduction="sum_over_batch_size", name="sparse_categorical_crossentropy", dtype=None):
+    Every position's loss is weighted by `counted_positions` (times any `sample_weight`,
+    one per position), and the default reduction divides by the weights' sum: the mean
+    over the counted positions, the value Keras' masked mean gives the reference (up to
+    its epsilon), on any Keras version and on paths that never see a Keras mask
+    (`multiprocess`). Where Keras does carry the mask, it multiplies the same 0/1 weights
+    again: no change.
+    """
+
+    def __init__(self, reduction="mean_with_sample_weight", name="sparse_categorical_crossentropy", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        weight = counted_positions(y_true)
+        if sample_weight is not None:
+            weight = weight * keras.ops.cast(sample_weight, weight.dtype)
+        return super().__call__(y_true, y_pred, sample_weight=weight)
 
     def call(self, y_true, y_pred):
         return token_cross_entropy(y_true, y_pred)
@@ -79,7 +112,9 @@ class TokenCrossEntropy(keras.losses.Loss):
 class Perplexity(keras_hub.metrics.Perplexity):
     """keras_hub's `Perplexity` (the reference's metric), its cross-entropy from logits
     computed by `TokenCrossEntropy`. In a compiled step TensorFlow then computes one
-    softmax for the loss and the metric together (its graph optimizer merges the two)."""
+    softmax for the loss and the metric together (its graph optimizer merges the two).
+    The metric's own mask, labels that are not [PAD], lies within `counted_positions`
+    (the [PAD]s end a row), so the loss's weights do not change it."""
 
     def __init__(self, from_logits=False, **kwargs):
         super().__init__(from_logits=from_logits, **kwargs)

@@ -12,9 +12,9 @@ from typing import Optional
 import keras
 import keras_hub
 
-from components.minigpt.losses import Perplexity, TokenCrossEntropy
+# PAD_ID is defined beside the loss that masks it; the decoders import it from here.
+from components.minigpt.losses import PAD_ID, Perplexity, TokenCrossEntropy
 
-PAD_ID = 0  # [PAD] is always token 0: WordPieceTokenizer and the mask rely on it.
 LOGITS_LAYER = "logits"
 
 
@@ -98,14 +98,23 @@ def compile_model(
     `jit_compile` (None: Keras' "auto", no XLA on a CPU-only TensorFlow) and
     `steps_per_execution` change how fast a step runs, not what it computes. So does
     `reference_loss`: the keras.io example's own Keras loss and keras_hub metric (the
-    benchmarks' baseline) instead of the same ones computed by `components.minigpt.losses`.
+    benchmarks' baseline; its loss gets the [PAD] mask only by Keras carrying it through
+    the layers) instead of the same ones computed by `components.minigpt.losses`.
+
+    A model computing in float16 gets Adam inside a `LossScaleOptimizer`, whose dynamic
+    scale keeps small gradients from flushing to zero in float16. Keras' `compile` adds it
+    only when the model's own dtype policy is mixed_float16, and `build_model` sets the
+    layers' policies, not the model's.
     """
     if reference_loss:
         loss, metric = keras.losses.SparseCategoricalCrossentropy(from_logits=True), keras_hub.metrics.Perplexity
     else:
         loss, metric = TokenCrossEntropy(), Perplexity
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if any(layer.compute_dtype == "float16" for layer in model.layers):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss=loss,
         metrics=[metric(from_logits=True, mask_token_id=PAD_ID)],
         jit_compile="auto" if jit_compile is None else jit_compile,

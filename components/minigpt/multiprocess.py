@@ -120,33 +120,34 @@ class DataParallelTrainer:
 
     @staticmethod
     def _make_step(model, optimizer) -> Callable:
-        """The compiled model's step: its loss (cross-entropy over every position, the
-        reference's), plus the [PAD]-masked sums its perplexity metric is made of."""
+        """The compiled model's step: its compiled loss (the mean over `counted_positions`),
+        scaled as Keras scales it for its optimizer (a `LossScaleOptimizer` unscales the
+        gradients), plus the batch's mean cross-entropy over non-[PAD] labels, the value
+        keras_hub's `Perplexity` adds up for a batch."""
         import jax  # pylint: disable=import-outside-toplevel
         import keras  # pylint: disable=import-outside-toplevel
 
-        from components.minigpt.losses import token_cross_entropy  # pylint: disable=import-outside-toplevel
-        from components.minigpt.model import PAD_ID  # pylint: disable=import-outside-toplevel
+        from components.minigpt.losses import PAD_ID, token_cross_entropy  # pylint: disable=import-outside-toplevel
 
         def step(state: TrainState, features, labels):
             def loss_of(trainable):
                 logits, non_trainable = model.stateless_call(trainable, state.non_trainable, features, training=True)
-                per_token = token_cross_entropy(labels, logits)  # float32
-                kept = keras.ops.cast(labels != PAD_ID, "float32")
-                masked = (keras.ops.sum(per_token * kept), keras.ops.sum(kept))
-                return keras.ops.mean(per_token), (non_trainable, masked)
+                loss = model.loss(labels, logits)
+                with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, state.optimizer))):
+                    scaled = optimizer.scale_loss(loss)
+                return scaled, (loss, non_trainable, logits)
 
-            (loss, (non_trainable, masked)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.trainable)
+            (_, (loss, non_trainable, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.trainable)
             trainable, optimizer_vars = optimizer.stateless_apply(state.optimizer, grads, state.trainable)
-            return TrainState(trainable, non_trainable, optimizer_vars), (loss, *masked)
+            kept = keras.ops.cast(labels != PAD_ID, "float32")
+            label_cross_entropy = keras.ops.sum(token_cross_entropy(labels, logits) * kept) / keras.ops.sum(kept)
+            return TrainState(trainable, non_trainable, optimizer_vars), (loss, label_cross_entropy)
 
         return step
 
-    def train_step(self, local_features: np.ndarray, local_labels: np.ndarray) -> float:
-        """One step on the global batch made of every process's local rows; returns its loss."""
-        return self._train_step(local_features, local_labels)[0]
-
-    def _train_step(self, local_features: np.ndarray, local_labels: np.ndarray) -> "tuple[float, float, float]":
+    def train_step(self, local_features: np.ndarray, local_labels: np.ndarray) -> "tuple[float, float]":
+        """One step on the global batch made of every process's local rows; returns its loss
+        and its mean cross-entropy over non-[PAD] labels."""
         make = self._jax.make_array_from_process_local_data
         features, labels = make(self._rows, local_features), make(self._rows, local_labels)
         self.state, measures = self._step(self.state, features, labels)
@@ -154,17 +155,25 @@ class DataParallelTrainer:
 
     def train_epoch(self, features: np.ndarray, labels: np.ndarray, batches: List) -> Dict[str, float]:
         """One pass over `batches` (global row indices, `epoch_batches`), this process
-        feeding its share of each; the epoch's mean loss and [PAD]-masked perplexity, as
-        Keras' `fit` would report them."""
+        feeding its share of each; the epoch's logs as Keras' `fit` reports them.
+
+        `loss`: the mean of the steps' losses (Keras' running mean weights each by its
+        rows; the batches are equal). `perplexity`: keras_hub's `Perplexity`, the metric
+        `fit` logs, computed the same way: exp of the mean over the epoch's batches of each
+        batch's mean cross-entropy over its non-[PAD] labels (keras_hub weights each batch
+        by its sequences; the batches are equal). Not a token-weighted perplexity, and its
+        mask is the labels', not the loss's `counted_positions`: it leaves out the first
+        [PAD] of each row, which the loss counts.
+        """
         count, index = self._jax.process_count(), self._jax.process_index()
-        losses, masked_sum, kept = [], 0.0, 0.0
+        losses, label_cross_entropies = [], []
         for rows in batches:
             share = len(rows) // count
             mine = rows[index * share : (index + 1) * share]
-            loss, step_sum, step_kept = self._train_step(features[mine], labels[mine])
+            loss, label_cross_entropy = self.train_step(features[mine], labels[mine])
             losses.append(loss)
-            masked_sum, kept = masked_sum + step_sum, kept + step_kept
-        return {"loss": float(np.mean(losses)), "perplexity": float(np.exp(masked_sum / max(kept, 1.0)))}
+            label_cross_entropies.append(label_cross_entropy)
+        return {"loss": float(np.mean(losses)), "perplexity": float(np.exp(np.mean(label_cross_entropies)))}
 
     def write_back(self) -> None:
         """Copies the trained state into the Keras model and its optimizer (to validate,

@@ -115,8 +115,10 @@ def build_trainable_model(
     reference_loss: bool = False,
 ) -> "keras.Model":
     """The reference model in `settings.precision`, compiled with the reference's loss and
-    metric and the step settings: what the Trainer and the benchmarks train.
-    `reference_loss`: as `compile_model`'s (for a benchmark's ablation)."""
+    metric and the step settings: what the Trainer and the benchmarks train. In
+    mixed_float16 the optimizer scales the loss (`compile_model`), so that float16
+    gradients do not underflow. `reference_loss`: as `compile_model`'s (for a benchmark's
+    ablation)."""
     from components.minigpt.model import build_model, compile_model  # pylint: disable=import-outside-toplevel
 
     model = build_model(gpt, dtype=settings.precision)
