@@ -100,10 +100,10 @@ def time_components(pipeline) -> None:
 
 def run_once(config: str, mode: str) -> dict:
     """One uncached run of the pipeline in `mode`; the split of its wall time."""
-    import pipeline.pipeline as pipeline_module
+    import pipeline.dag as pipeline_module
     from pipeline.beam_args import direct_runner_args
     from pipeline.config import load_config
-    from pipeline.run import run
+    from pipeline.local_run import run_locally
 
     output_dir = tempfile.mkdtemp(prefix=f"overhead-{mode}-")
     cfg = load_config(config, [f"output_dir={output_dir}", f"beam.direct_running_mode={mode}"])
@@ -120,7 +120,7 @@ def run_once(config: str, mode: str) -> dict:
     pipeline_module.create_pipeline = create_and_time
     try:
         start = time.perf_counter()
-        run(cfg, argparse.Namespace(runner="DirectRunner", orchestrator="local"))
+        run_locally(cfg, "DirectRunner")
         total = time.perf_counter() - start
     finally:
         pipeline_module.create_pipeline = create_pipeline

@@ -100,3 +100,17 @@ def dataflow_args(cfg: PipelineConfig, setup_file: str = LOCAL_SETUP_FILE) -> Li
         f"--setup_file={setup_file}",
         *cfg.beam.extra_args,
     ]
+
+
+def pipeline_beam_args(
+    cfg: PipelineConfig, runner: str, setup_file: str, corpus_bytes: Optional[int] = None
+) -> List[str]:
+    """The Beam steps' flags for `runner` ("DirectRunner" or "DataflowRunner").
+
+    `setup_file` is this checkout's for a local run, the image's for a compiled spec;
+    `corpus_bytes` (the split files' size, where known) lets DirectRunner's `auto` mode
+    run a small corpus in this process.
+    """
+    if runner == "DataflowRunner":
+        return dataflow_args(cfg, setup_file)
+    return direct_runner_args(cfg, corpus_bytes, setup_file)

@@ -36,6 +36,7 @@ class DataConfig:
     zip_subdir: str = "simplebooks-92-raw"
     # Where downloaded zips are cached (keras.utils.get_file's cache_dir).
     cache_dir: str = "~/.keras"
+    # Each split's file in data.corpus, or a glob of its files (e.g. "train-*.txt").
     train_file: str = "train.txt"
     # The eval split chooses the exported epoch (the lowest val perplexity), so its
     # perplexity is biased low; the test split is held out from training and that choice,

@@ -6,6 +6,7 @@ SimpleBooks' layout: one paragraph per line, UTF-8, `train.txt` / `valid.txt`.
 
 from __future__ import annotations
 
+import glob
 import http.client
 import os
 import shutil
@@ -13,7 +14,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from typing import Optional
+from typing import List, Optional
 from urllib.parse import urlparse
 
 from components.errors import InputDataError, first_line
@@ -201,11 +202,27 @@ def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
     return path
 
 
-def optional_split_file(corpus_dir: str, file_name: Optional[str], key: str) -> Optional[str]:
-    """The path of an optional split file (the test split), checked as `check_split_file`
-    does when it exists; None when it is not set or the corpus has no such file."""
+def split_files(corpus_dir: str, pattern: str, key: str) -> List[str]:
+    """The files of a split: `pattern` is a file name, or a glob (`train-*.txt`) for a
+    split sharded over several files. Each is checked as `check_split_file` does; a glob
+    that matches nothing fails, naming it."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
 
-    if not file_name or not tf.io.gfile.exists(os.path.join(corpus_dir, file_name)):
-        return None
-    return check_split_file(corpus_dir, file_name, key)
+    if not glob.has_magic(pattern):
+        return [check_split_file(corpus_dir, pattern, key)]
+    matches = sorted(tf.io.gfile.glob(os.path.join(corpus_dir, pattern)))
+    if not matches:
+        raise InputDataError(
+            f"{key}: {os.path.join(corpus_dir, pattern)} matches no file; check data.corpus and {key}."
+        )
+    return [check_split_file(corpus_dir, os.path.relpath(path, corpus_dir), key) for path in matches]
+
+
+def optional_split_files(corpus_dir: str, pattern: Optional[str], key: str) -> List[str]:
+    """`split_files` of an optional split (the test split); none when `pattern` is not set
+    or matches no file."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
+
+    if not pattern or not tf.io.gfile.glob(os.path.join(corpus_dir, pattern)):
+        return []
+    return split_files(corpus_dir, pattern, key)

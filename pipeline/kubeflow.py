@@ -84,7 +84,7 @@ def compile_pipeline_job(cfg: PipelineConfig, beam_pipeline_args: Sequence[str])
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
     from components.tracking import tracking_variables
-    from pipeline.pipeline import create_pipeline
+    from pipeline.dag import create_pipeline
 
     corpus_dir = image.EMBEDDED_CORPUS_DIR if cfg.data.corpus == "embedded" else cfg.data.corpus
     pipeline = create_pipeline(cfg, corpus_dir, beam_pipeline_args)

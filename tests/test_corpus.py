@@ -12,7 +12,13 @@ import pytest
 from components.errors import ConfigError, InputDataError
 from pipeline import corpus
 from pipeline.config import load_config
-from pipeline.corpus import EMBEDDED_CORPUS_DIR, check_split_file, resolve_corpus_dir
+from pipeline.corpus import (
+    EMBEDDED_CORPUS_DIR,
+    check_split_file,
+    optional_split_files,
+    resolve_corpus_dir,
+    split_files,
+)
 
 # gutenberg-small as shipped in ../shared/data: results stay comparable between runs only
 # while these bytes stay the same.
@@ -200,3 +206,20 @@ def test_absolute_members_and_truncated_zips_are_refused(http_server, tmp_path):
         with pytest.raises(InputDataError, match=f"{name} is not a valid, safe zip"):
             resolve_corpus_dir(f"{http_server}/{name}", "books", str(cache))
         assert os.listdir(cache / "datasets") == []
+
+
+def test_a_split_may_be_sharded_over_files_named_by_a_glob(tiny_corpus):
+    lines = (tiny_corpus / "train.txt").read_bytes().splitlines(keepends=True)
+    for shard in range(2):
+        (tiny_corpus / f"train-{shard}.txt").write_bytes(b"".join(lines[shard::2]))
+    found = split_files(str(tiny_corpus), "train-*.txt", "data.train_file")
+    assert found == [str(tiny_corpus / "train-0.txt"), str(tiny_corpus / "train-1.txt")]
+    assert split_files(str(tiny_corpus), "train.txt", "data.train_file") == [str(tiny_corpus / "train.txt")]
+    with pytest.raises(InputDataError, match=r"^data.train_file: .*nope-\*.txt matches no file"):
+        split_files(str(tiny_corpus), "nope-*.txt", "data.train_file")
+    (tiny_corpus / "train-2.txt").write_bytes(b"")
+    with pytest.raises(InputDataError, match=r"train-2.txt is empty"):
+        split_files(str(tiny_corpus), "train-*.txt", "data.train_file")
+    # An optional split (the test split) that the corpus lacks is no split at all.
+    assert optional_split_files(str(tiny_corpus), "test-*.txt", "data.test_file") == []
+    assert optional_split_files(str(tiny_corpus), None, "data.test_file") == []

@@ -12,7 +12,7 @@ from components.trainer.trainer_module import _checkpoint_dir
 from pipeline.beam_args import IN_MEMORY_MAX_BYTES, LOCAL_SETUP_FILE, direct_runner_args
 from pipeline.code_digest import code_digest
 from pipeline.config import load_config
-from pipeline.pipeline import TRAINER_MODULES, create_pipeline, training_code_digest
+from pipeline.dag import TRAINER_MODULES, create_pipeline, training_code_digest
 from tests.conftest import REPO_ROOT, TINY_CONFIG
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pipeline import run
+from pipeline import local_run, run
 from tests.conftest import TINY_CONFIG, free_port
 
 
@@ -88,13 +88,13 @@ def test_an_output_dir_that_cannot_be_written_is_one_line(capsys):
     ],
 )
 def test_a_full_disk_deep_inside_a_component_is_one_line(capsys, monkeypatch, tmp_path, error, problem):
-    def fail(cfg, args):
+    def fail(cfg, runner):
         try:
             raise error
         except Exception as inner:
             raise RuntimeError("Execution 5 failed") from inner  # as TFX wraps it
 
-    monkeypatch.setattr(run, "run", fail)
+    monkeypatch.setattr(local_run, "run_locally", fail)
     code, err = _main(capsys, f"output_dir={tmp_path}")
     assert code == 1 and len(err.splitlines()) == 1
     assert err.startswith(f"error: {problem}") and "the same command resumes" in err

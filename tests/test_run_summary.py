@@ -1,4 +1,4 @@
-"""What `make run` prints at the end, read from ML Metadata, and run.py's MLflow safety net."""
+"""What `make run` prints at the end, read from ML Metadata, and the local run's MLflow safety net."""
 
 import json
 
@@ -8,9 +8,10 @@ from tfx.orchestration import metadata
 
 from components.formats import EVALUATION_FILE
 from components.tracking import PipelineRun
-from pipeline import run
 from pipeline.config import load_config
+from pipeline.local_run import end_open_mlflow_run
 from pipeline.run_summary import latest_run, perplexities
+from pipeline.summary import print_summary
 from tests.conftest import TINY_CONFIG
 
 COMPLETE, CACHED = metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
@@ -75,7 +76,7 @@ def test_printed_summary_names_the_results_and_the_mlflow_run(tmp_path, capsys, 
     (evaluation_dir / EVALUATION_FILE).write_text(json.dumps(result))
     states = dict.fromkeys(["TextExampleGen", "VocabGen", "DecoderCheck", "Trainer", "Evaluator"], CACHED)
     record_pipeline_run(cfg.metadata_path, "run-2", states, {"Evaluator": {"ModelEvaluation": evaluation_dir}})
-    run.print_summary(cfg)
+    print_summary(cfg, latest_run(cfg.metadata_path))
     out = capsys.readouterr().out
     assert "Pipeline run run-2: TextExampleGen CACHED, VocabGen CACHED, DecoderCheck CACHED" in out
     # The held-out split first; the eval split named as the one that chose the epoch.
@@ -93,19 +94,19 @@ def test_printed_summary_names_the_results_and_the_mlflow_run(tmp_path, capsys, 
 
 
 def test_a_crash_outside_the_executors_ends_the_open_mlflow_run_failed(tmp_path, monkeypatch):
-    """The safety net in run.py: a run left RUNNING by the crash is ended FAILED; others are left alone."""
+    """The local run's safety net: a run left RUNNING by the crash is ended FAILED; others are left alone."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = _tiny(tmp_path)
     finished = PipelineRun.for_pipeline_run(cfg.resolved_tracking_uri(), "minigpt", "p", "run-1")
     finished.finish()
     record_pipeline_run(cfg.metadata_path, "run-1", {"Evaluator": COMPLETE})
-    run._end_open_mlflow_run(cfg, "FAILED")
+    end_open_mlflow_run(cfg, "FAILED")
     client = MlflowClient(cfg.resolved_tracking_uri())
     assert client.get_run(finished.run_id).info.status == "FINISHED"
 
     crashed = PipelineRun.for_pipeline_run(cfg.resolved_tracking_uri(), "minigpt", "p", "run-2")
     record_pipeline_run(cfg.metadata_path, "run-2", {"Trainer": COMPLETE})
-    run._end_open_mlflow_run(cfg, "FAILED")
+    end_open_mlflow_run(cfg, "FAILED")
     assert client.get_run(crashed.run_id).info.status == "FAILED"
 
 

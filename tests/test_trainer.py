@@ -28,7 +28,7 @@ from components.trainer import fit as fit_module
 from components.trainer.component import Trainer
 from components.vocab_gen.wordpiece import learn_vocabulary, pretokenize_lines
 from pipeline.config import TrainConfig, load_config
-from pipeline.pipeline import vertex_training_config
+from pipeline.dag import vertex_training_config
 from tests.conftest import (
     REPO_ROOT,
     TINY_CONFIG,

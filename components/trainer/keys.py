@@ -1,6 +1,6 @@
 """Keys of the Trainer's `custom_config`, shared by the pipeline, executor and module file."""
 
-# Set by pipeline/pipeline.py from the config: only what shapes the trained model, since
+# Set by pipeline/dag.py from the config: only what shapes the trained model, since
 # every value here is part of TFX's cache key for the Trainer.
 MODEL = "model"  # dict: GPTConfig fields except vocabulary_size
 TRAIN = "train"  # dict: TrainConfig fields

@@ -1,7 +1,7 @@
 """The Trainer's `run_fn`: fits the mini-GPT on the token ids and exports it.
 
 TFX's Trainer calls `run_fn`. Settings come from `fn_args.custom_config` (built by
-`pipeline/pipeline.py`), never from module constants, so one module serves every config.
+`pipeline/dag.py`), never from module constants, so one module serves every config.
 The fit itself (`components.trainer.fit`) runs on the backend `train.backend` resolves
 to: here when that is this process's TensorFlow, else in a child process; the export to
 a TensorFlow SavedModel always happens here.
