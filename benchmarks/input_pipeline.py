@@ -6,7 +6,7 @@ A benchmark, not a test. Three figures, same machine, same run:
               once from Tokenize's output), batched and shuffled by Keras' data adapter
   step        sequences/s our training step consumes here (`benchmarks/train_step.py`'s
               "ours" settings, a few steps), and on one H100/H200 (~35 k/s at ~1.8 ms a
-              step of 64, DESIGN.md §5)
+              step of 64, docs/measurements.md §2)
 
 Usage: python benchmarks/input_pipeline.py [--corpus DIR] [--batches 200] [--json PATH]
 """
@@ -40,7 +40,7 @@ from components.minigpt.sequences import features_from_labels  # noqa: E402
 from components.minigpt.tokenizer import TextCodec  # noqa: E402
 from components.minigpt.training import build_trainable_model  # noqa: E402
 
-GPU_STEP_SEQUENCES_PER_S = 64 / 1.82e-3  # DESIGN.md §5: Keras fit on JAX, one H200, batch 64
+GPU_STEP_SEQUENCES_PER_S = 64 / 1.82e-3  # docs/measurements.md §2: Keras fit on JAX, one H200, batch 64
 
 
 def sequences_per_s(batches, num_batches: int) -> float:

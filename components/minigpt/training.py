@@ -66,9 +66,8 @@ def driver_gpu_count() -> int:
 def resolve_backend(backend: str) -> str:
     """`auto` is JAX where there is a GPU, else TensorFlow.
 
-    On GPUs Keras' JAX backend is the fast one (DESIGN.md §5: 1.8 ms a step as shipped);
-    on this 2-core CPU TensorFlow measured faster (issue figures: bf16 0.61–1.25 s a step
-    vs JAX 0.96–1.18 s; fp32 1.21–1.28 vs 1.40–1.52).
+    On GPUs Keras' JAX backend is the fast one (docs/measurements.md §2: 1.8 ms a step on
+    an H200); on CPUs TensorFlow measured faster (BENCHMARKS.md §1: JAX vs TensorFlow).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -131,9 +130,9 @@ def use_compilation_cache(cache_dir: str) -> bool:
     it is on.
 
     A rerun of the same fit (same model, shapes, settings and jax version) then loads its
-    programs instead of compiling them. On a GPU the compile is most of a short run:
-    DESIGN.md §5 measured the first epoch at 14.8 s with an empty cache and 1.8 s with a
-    warm one, then ~0.7 s an epoch. JAX only (TensorFlow's CPU step is not compiled). JAX
+    programs instead of compiling them. On a GPU the compile is most of a short run: on an
+    H200 the first epoch took 14.8 s with an empty cache and 1.8 s with a warm one, then
+    ~0.7 s an epoch (docs/measurements.md §2). JAX only (TensorFlow's CPU step is not compiled). JAX
     keeps programs that took at least a second to compile.
     """
     import keras  # pylint: disable=import-outside-toplevel
