@@ -271,17 +271,31 @@ def _records_as_written(split_dir: str) -> list:
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
 
 
+def _shuffled_shards(corpus, folder) -> list:
+    """The corpus with its train lines in another order, over three files, and its other
+    splits' lines reversed; the overrides that read it."""
+    folder.mkdir()
+    lines = (corpus / "train.txt").read_bytes().splitlines(keepends=True)
+    order = np.random.default_rng(0).permutation(len(lines))
+    for shard in range(3):
+        (folder / f"train-{shard}.txt").write_bytes(b"".join(lines[i] for i in order[shard::3]))
+    for name in ("valid.txt", "test.txt"):
+        (folder / name).write_bytes(b"".join(reversed((corpus / name).read_bytes().splitlines(keepends=True))))
+    return [f"data.corpus={folder}", "data.train_file=train-*.txt"]
+
+
 def test_two_runs_in_two_folders_learn_the_same_and_leak_no_secret(tmp_path, monkeypatch):
     """Same config and seed: the same vocabulary, token ids, first-epoch loss and
-    perplexities, though the second run's Beam steps run on two worker processes and write
-    their records in another order (checked). Secrets in the environment appear in no
-    param, tag, log line or text artifact."""
+    perplexities, though the second run reads its lines in another order from three train
+    files (so Beam writes its records in another order: checked). Secrets in the
+    environment appear in no param, tag, log line or text artifact."""
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     results, written = [], []
-    for name, beam_overrides in (("a", []), ("b", [MULTI_PROCESSING, "beam.direct_num_workers=2"])):
+    shuffled = _shuffled_shards(pathlib.Path(TINY_CORPUS), tmp_path / "shuffled")
+    for name, overrides in (("a", []), ("b", shuffled)):
         out = tmp_path / name
-        result = run_pipeline(out, *beam_overrides)
+        result = run_pipeline(out, *overrides)
         assert result.returncode == 0, result.stderr[-3000:]
         summary = latest_run(str(out / "metadata.sqlite"))
         client, (run,) = mlflow_runs(out)
