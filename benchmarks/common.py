@@ -10,6 +10,7 @@ from typing import List
 
 import numpy as np
 
+from components.formats import BOS_TOKEN, RESERVED_TOKENS
 from components.minigpt.training import TrainingSettings, resolve_settings
 from pipeline.config import TrainConfig
 
@@ -18,8 +19,8 @@ EMBEDDED_CORPUS = os.path.join(REPO_ROOT, "pipeline", "embedded_corpus")
 CACHE_DIR = os.path.join(REPO_ROOT, "outputs", "benchmarks")
 # The reference's batch, window, vocabulary and line filter.
 SEQ_LEN, BATCH, VOCAB_SIZE, MIN_CHARS = 128, 64, 5000, 450
-RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
-BOS_ID = RESERVED.index("[BOS]")
+RESERVED = list(RESERVED_TOKENS)
+BOS_ID = RESERVED.index(BOS_TOKEN)
 
 
 def corpus_lines(corpus_dir: str, split_file: str = "train.txt") -> List[bytes]:

@@ -27,9 +27,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.vocab import DEFAULT_CORPUS  # noqa: E402
+from components.formats import RESERVED_TOKENS  # noqa: E402
 from pipeline.beam_args import LOCAL_SETUP_FILE  # noqa: E402
 
-RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
+RESERVED = list(RESERVED_TOKENS)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -13,6 +13,12 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
+# The vocabulary (vocab.txt, one token a line) starts with these reserved tokens: [PAD]
+# is id 0 (padding and the masks), [UNK] the tokenizer's out-of-vocabulary token, [BOS]
+# the start of every line and prompt.
+PAD_TOKEN, UNK_TOKEN, BOS_TOKEN = "[PAD]", "[UNK]", "[BOS]"
+RESERVED_TOKENS = (PAD_TOKEN, UNK_TOKEN, BOS_TOKEN)
+
 # Examples: gzip TFRecords of tf.train.Example{text: bytes}, one paragraph each.
 TEXT_FEATURE = "text"
 # Per-split line counts TextExampleGen records on the Examples artifact, as

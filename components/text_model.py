@@ -20,10 +20,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import mlflow.pyfunc
 
+from components.formats import BOS_TOKEN as BOS
 from components.tracking import pinned_requirements
 
 REGISTERED_MODEL = "minigpt"
-BOS = "[BOS]"
 LATEST = f"models:/{REGISTERED_MODEL}/latest"
 BUNDLE_ARTIFACT = "bundle"
 # The decoders' settings, a file beside the bundle (a pyfunc model_config would also be

@@ -16,12 +16,13 @@ from urllib.parse import urlparse
 import yaml
 
 from components.errors import ConfigError
+from components.formats import RESERVED_TOKENS
 from components.minigpt.decoders import DEFAULT_SETTINGS as DEFAULT_DECODER_SETTINGS
 from components.minigpt.decoders import check_decoders, check_fits_vocabulary
 from components.minigpt.training import BACKENDS, LEARNING_RATE_SCHEDULES, PRECISIONS
 
 EMBEDDED_CORPUS = "embedded"
-REQUIRED_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[BOS]")
+REQUIRED_RESERVED_TOKENS = RESERVED_TOKENS
 DIRECT_RUNNING_MODES = ("auto", "multi_processing", "in_memory")
 
 

@@ -19,10 +19,11 @@ from urllib.parse import urlparse
 
 from components.errors import InputDataError, first_line
 from components.formats import files_sha256
+from pipeline.config import EMBEDDED_CORPUS
 
 # gutenberg-small: 10 public-domain books in SimpleBooks' layout (see SOURCE.md there).
 EMBEDDED_CORPUS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "embedded_corpus")
-EMBEDDED = "embedded"
+EMBEDDED = EMBEDDED_CORPUS
 DOWNLOAD_SCHEMES = ("http", "https", "file")
 # Seconds without a byte from the server before a download is given up.
 DOWNLOAD_TIMEOUT_S = 60

@@ -17,7 +17,7 @@ import yaml
 
 from components.errors import ConfigError
 from pipeline import image
-from pipeline.config import PipelineConfig, is_uri
+from pipeline.config import EMBEDDED_CORPUS, PipelineConfig, is_uri
 
 ORCHESTRATORS = ("local", "vertex", "kubeflow")
 # MLflow stores every container can reach; a SQLite file or local folder cannot be.
@@ -63,7 +63,7 @@ def check_orchestrator(
             f"must be a bucket URI such as gs://bucket/root for a {orchestrator} run "
             f"(tasks in other machines write the artifacts there), got {cfg.resolved_pipeline_root!r}",
         )
-    if cfg.data.corpus != "embedded" and not cfg.data.corpus.startswith("gs://"):
+    if cfg.data.corpus != EMBEDDED_CORPUS and not cfg.data.corpus.startswith("gs://"):
         raise ConfigError(
             "data.corpus",
             f"must be 'embedded' or a gs:// folder for a {orchestrator} run (the tasks cannot see "
@@ -86,7 +86,7 @@ def compile_pipeline_job(cfg: PipelineConfig, beam_pipeline_args: Sequence[str])
     from components.tracking import tracking_variables
     from pipeline.dag import create_pipeline
 
-    corpus_dir = image.EMBEDDED_CORPUS_DIR if cfg.data.corpus == "embedded" else cfg.data.corpus
+    corpus_dir = image.EMBEDDED_CORPUS_DIR if cfg.data.corpus == EMBEDDED_CORPUS else cfg.data.corpus
     pipeline = create_pipeline(cfg, corpus_dir, beam_pipeline_args)
     resources = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
     trainer_resources = cfg.cloud.trainer

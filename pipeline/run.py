@@ -17,11 +17,10 @@ from pipeline.beam_args import check_dataflow
 from pipeline.config import PipelineConfig, load_config
 from pipeline.console import configure_logging, quiet_environment
 from pipeline.diagnosis import explain
-from pipeline.kubeflow import check_orchestrator
+from pipeline.kubeflow import ORCHESTRATORS, check_orchestrator
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNERS = ("DirectRunner", "DataflowRunner")
-ORCHESTRATORS = ("local", "vertex", "kubeflow")
 # Flags that set a config key; a flag wins over the config file and --set.
 CONFIG_FLAGS = {
     "project": "cloud.project",

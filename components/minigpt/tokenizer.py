@@ -7,7 +7,7 @@ from typing import List
 import keras_hub
 import numpy as np
 
-BOS = "[BOS]"
+from components.formats import BOS_TOKEN as BOS
 
 
 class TextCodec:
