@@ -33,7 +33,7 @@ from components.errors import ConfigError, InputDataError, UserInputError
 from components.lm_data import read_labels
 from components.minigpt import multiprocess
 from components.minigpt.cached_decoding import CachedGenerator
-from components.minigpt.callbacks import KeepBestEpoch, RaiseOnInterrupt
+from components.minigpt.callbacks import EpochShuffle, KeepBestEpoch, RaiseOnInterrupt
 from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig
 from components.minigpt.sequences import batches_per_epoch, evenly_spaced, features_from_labels
@@ -145,8 +145,11 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     )
     model = build_trainable_model(gpt, rate, settings)
     model.summary(print_fn=logger.info)
-    best = KeepBestEpoch("val_perplexity")
+    # Kept beside the backup on one process; a multi-process job does not resume.
+    best = KeepBestEpoch("val_perplexity", None if role else request.checkpoint_dir)
     callbacks: List[keras.callbacks.Callback] = [RaiseOnInterrupt(), best]
+    if not role:  # after `best`: an epoch is backed up only once its weights could be kept
+        callbacks.append(keras.callbacks.BackupAndRestore(request.checkpoint_dir))
     if run:
         run.log("log_metrics", {"model.num_parameters": model.count_params()}, 0)
         run.log("set_tag", "minigpt.devices", str(devices))
@@ -155,24 +158,43 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     if role:
         fit_across_processes(model, role, train_data, eval_data, train_cfg, callbacks if role.is_chief else [])
     else:
-        model.fit(
-            *train_data,
-            batch_size=train_cfg["batch_size"],
-            shuffle=True,
-            validation_data=eval_data,
-            validation_batch_size=train_cfg["batch_size"],
-            epochs=train_cfg["epochs"],
-            steps_per_epoch=train_cfg["steps_per_epoch"],
-            callbacks=[keras.callbacks.BackupAndRestore(request.checkpoint_dir), *callbacks],
-            # A live progress bar on a terminal, one line per epoch in logs and CI.
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
+        fit_one_process(model, train_data, eval_data, train_cfg, callbacks)
     if best.best_epoch is not None:
         logger.info("Keeping epoch %d's weights (val_perplexity %.2f).", best.best_epoch, best.best_value)
         if run:
             run.log("log_metrics", {"train.best_epoch": best.best_epoch, "val.best_perplexity": best.best_value}, 0)
     pending = run.pending if run else []
     return model, FitResult(best.best_epoch, best.best_value, keras.backend.backend(), settings.precision, pending)
+
+
+def fit_one_process(
+    model: keras.Model,
+    train_data: "tuple",
+    eval_data: "tuple",
+    train_cfg: Dict[str, Any],
+    callbacks: List[keras.callbacks.Callback],
+) -> keras.callbacks.History:
+    """Keras `fit` in this process, each epoch's rows in a fresh order drawn from the seed
+    and the epoch (`EpochShuffle`).
+
+    With a `BackupAndRestore` among `callbacks`, a killed fit started again in a new
+    process goes on from the backup with the batches the uninterrupted fit would have
+    seen, and so the same losses and weights. Exactly, because the reference model has
+    no dropout (keras_hub's decoder defaults to `dropout=0`): Keras' backup holds the
+    weights and the optimizer's state, not its layers' `SeedGenerator` state, so a model
+    with dropout would draw the resumed epochs' masks from a restarted generator.
+    """
+    shuffle = EpochShuffle(*train_data, train_cfg["batch_size"], train_cfg["seed"], train_cfg["steps_per_epoch"])
+    return model.fit(
+        shuffle.batches,
+        shuffle=False,
+        validation_data=eval_data,
+        validation_batch_size=train_cfg["batch_size"],
+        epochs=train_cfg["epochs"],
+        callbacks=[shuffle, *callbacks],
+        # A live progress bar on a terminal, one line per epoch in logs and CI.
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
 
 
 def fit_across_processes(
