@@ -3,10 +3,11 @@
 By default a terminal shows one line when a component starts and one with its wall
 time when it ends, our executors' INFO lines, Keras' epoch progress, warnings worth a
 look, and the summary. Hidden unless `-v`: TensorFlow's C++ start-up lines ("Unable to
-register cuDNN factory", XLA service notices), Google client libraries' FutureWarnings
+register cuDNN factory"), Google client libraries' FutureWarnings
 about this Python version, MLflow's download progress bars and warnings, and a short
 list of known, harmless library warnings (`KNOWN_NOISE`), in this process and in Beam's
-workers.
+workers. Not hidden: the four lines XLA's service logs when it first compiles (TensorFlow
+2.16 writes them from C++ whatever TF_CPP_MIN_LOG_LEVEL says).
 """
 
 from __future__ import annotations
