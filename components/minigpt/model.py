@@ -6,13 +6,14 @@ figure in the keras.io example.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 import keras
 import keras_hub
 
-# PAD_ID is defined beside the loss that masks it; the decoders import it from here.
+# GPTConfig and PAD_ID are defined beside the config and the loss that use them; code
+# that builds or decodes a model imports them from here.
+from components.minigpt.config import GPTConfig
 from components.minigpt.losses import PAD_ID, Perplexity, TokenCrossEntropy
 
 LOGITS_LAYER = "logits"
@@ -42,19 +43,6 @@ class TokenLogits(keras.layers.Dense):
         if self.activation is not None:
             x = self.activation(x)
         return x
-
-
-@dataclasses.dataclass(frozen=True)
-class GPTConfig:
-    # Learned vocabulary size (a small corpus may yield fewer than the 5000 asked for).
-    vocabulary_size: int = 5000
-    # Longest sequence the position embedding knows; also the training window.
-    seq_len: int = 128
-    embed_dim: int = 256
-    # Hidden size of each decoder's feed-forward block.
-    ff_dim: int = 256
-    num_heads: int = 3
-    num_layers: int = 2
 
 
 def build_model(cfg: GPTConfig, dtype: Optional[str] = None, reference_logits: bool = False) -> keras.Model:

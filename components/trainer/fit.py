@@ -119,7 +119,7 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
         logger.info("JAX compilation cache: %s", cache_dir)
     train_cfg = cfg[keys.TRAIN]
     vocab = read_vocabulary(cfg[keys.VOCABULARY_PATH])
-    gpt = GPTConfig(vocabulary_size=len(vocab), **cfg[keys.MODEL])
+    gpt = GPTConfig.for_vocabulary(cfg[keys.MODEL], vocab)
     codec = TextCodec(vocab, gpt.seq_len, lowercase=cfg[keys.LOWERCASE])
     keras.utils.set_random_seed(train_cfg["seed"])
     train_labels = read_labels(request.train_files, gpt.seq_len, "train")

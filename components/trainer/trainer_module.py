@@ -111,7 +111,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     cfg = fn_args.custom_config
     train_cfg = cfg[keys.TRAIN]
     vocab = read_vocabulary(cfg[keys.VOCABULARY_PATH])
-    gpt = GPTConfig(vocabulary_size=len(vocab), **cfg[keys.MODEL])
+    gpt = GPTConfig.for_vocabulary(cfg[keys.MODEL], vocab)
     check_fits_vocabulary(
         "train.epoch_sample_k", train_cfg["epoch_sample_k"], gpt.vocabulary_size, "the learned vocabulary"
     )
