@@ -113,7 +113,7 @@ class Recipe:
             # Tokenizing is the pipeline's Tokenize step, once, before the Trainer: not timed here.
             labels, valid = token_labels(codec, train_lines), token_labels(codec, valid_lines)
             train = TrainConfig()
-            schedule = "constant" if name == "ours_constant_lr" else train.learning_rate_schedule
+            schedule = "constant" if name == "ours_constant_lr" else "cosine"
             steps = epochs * batches_per_epoch(len(labels), BATCH)
             rate = learning_rate_schedule(train.learning_rate, schedule, steps)
             self.model = build_trainable_model(
