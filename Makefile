@@ -36,7 +36,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Rewrite tests/golden/vertex_pipeline.json after an intended change to the compiled
+# Rewrite tests/golden/{vertex,kubeflow}_pipeline.json after an intended change to the compiled
 # Kubeflow/Vertex spec; review the diff, it is what the platforms will be given.
 golden: $(STAMP)
 	$(PY) tests/golden/regenerate.py

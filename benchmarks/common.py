@@ -10,7 +10,7 @@ from typing import List
 
 import numpy as np
 
-from components.formats import BOS_TOKEN, RESERVED_TOKENS
+from components.data.formats import BOS_TOKEN, RESERVED_TOKENS
 from components.minigpt.training import TrainingSettings, resolve_settings
 from pipeline.config import TrainConfig
 

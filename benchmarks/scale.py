@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.vocab import DEFAULT_CORPUS  # noqa: E402
-from components.formats import RESERVED_TOKENS  # noqa: E402
+from components.data.formats import RESERVED_TOKENS  # noqa: E402
 from pipeline.beam_args import LOCAL_SETUP_FILE  # noqa: E402
 
 RESERVED = list(RESERVED_TOKENS)
@@ -63,7 +63,7 @@ def run_steps(corpus_dir: str, work_dir: str, mode: str) -> dict:
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import Channel, standard_artifacts
 
-    from components.artifact_types import Vocabulary
+    from components.data.artifact_types import Vocabulary
     from components.text_example_gen import executor as text_executor
     from components.text_example_gen.component import TextExampleGen
     from components.tokenize import executor as tokenize_executor

@@ -56,7 +56,7 @@ def write_shards(lines, folder: str, shards: int) -> None:
     """The lines as `shards` gzip TFRecord files of tf.Example{text} under Split-train/."""
     import tensorflow as tf
 
-    from components.formats import text_to_example
+    from components.data.formats import text_to_example
 
     split = os.path.join(folder, "Split-train")
     os.makedirs(split)
@@ -72,7 +72,7 @@ def run_vocab_gen(folder: str, running_mode: str) -> list:
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import Channel, standard_artifacts
 
-    from components.artifact_types import Vocabulary, read_vocabulary
+    from components.data.artifact_types import Vocabulary, read_vocabulary
     from components.vocab_gen import executor
     from components.vocab_gen.component import VocabGen
 

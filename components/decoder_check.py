@@ -15,7 +15,7 @@ import json
 from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 
-from components.artifact_types import Vocabulary
+from components.data.artifact_types import Vocabulary
 from components.minigpt.decoders import check_decoders
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
-from components.errors import ConfigError
+from components.runtime.errors import ConfigError
 from pipeline.config import PipelineConfig
 
 # Largest corpus (train + eval split files) that `auto` runs in memory: gutenberg-large's
@@ -83,9 +83,14 @@ def check_dataflow(cfg: PipelineConfig) -> None:
 
 
 def dataflow_args(cfg: PipelineConfig, setup_file: str = LOCAL_SETUP_FILE) -> List[str]:
-    """Beam flags for DataflowRunner from `cfg.cloud` (checked by `check_dataflow`)."""
+    """Beam flags for DataflowRunner from `cfg.cloud` (checked by `check_dataflow`).
+
+    The workers' identity and network are Dataflow's defaults (the Compute Engine default
+    service account, the default network, public IPs) unless the config names them.
+    """
     cloud, dataflow = cfg.cloud, cfg.cloud.dataflow
     temp_location = dataflow.temp_location.rstrip("/")
+    named = {"--service_account_email": dataflow.service_account_email, "--subnetwork": dataflow.subnetwork}
     return [
         "--runner=DataflowRunner",
         f"--project={cloud.project}",
@@ -98,6 +103,8 @@ def dataflow_args(cfg: PipelineConfig, setup_file: str = LOCAL_SETUP_FILE) -> Li
         "--experiments=use_runner_v2",
         f"--sdk_container_image={cloud.image}",
         f"--setup_file={setup_file}",
+        *(f"{flag}={value}" for flag, value in named.items() if value),
+        *([] if dataflow.use_public_ips else ["--no_use_public_ips"]),
         *cfg.beam.extra_args,
     ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from components.errors import PlatformError, first_line
+from components.runtime.errors import PlatformError, first_line
 from pipeline import image
 from pipeline.beam_args import pipeline_beam_args
 from pipeline.config import PipelineConfig
@@ -14,13 +14,13 @@ from pipeline.config import PipelineConfig
 
 def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
     """Compiles the pipeline to a spec JSON, then submits or schedules it (or stops there)."""
-    from pipeline.kubeflow import compile_pipeline_job, submit_to_kubeflow, submit_to_vertex, write_pipeline_job
+    from pipeline.kubeflow import compile_pipeline, submit_to_kubeflow, submit_to_vertex, write_pipeline
 
     # Kubeflow Pipelines uploads only .yaml packages; Vertex reads the PipelineJob JSON.
     suffix = "yaml" if args.orchestrator == "kubeflow" else "json"
     spec_path = args.compile_only or os.path.join(cfg.output_dir, f"{cfg.pipeline_name}_{args.orchestrator}.{suffix}")
     beam_args = pipeline_beam_args(cfg, args.runner, image.SETUP_FILE)
-    write_pipeline_job(compile_pipeline_job(cfg, beam_args), spec_path, args.orchestrator)
+    write_pipeline(compile_pipeline(cfg, beam_args, args.orchestrator), spec_path)
     print(f"Compiled pipeline spec: {os.path.abspath(spec_path)}", flush=True)
     if args.compile_only:
         return
@@ -29,7 +29,7 @@ def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
         if args.orchestrator == "vertex":
             name = submit_to_vertex(cfg, spec_path, args.schedule)
         else:
-            name = submit_to_kubeflow(cfg, spec_path, args.host, args.schedule)
+            name = submit_to_kubeflow(cfg, spec_path, args.host, args.schedule, args.namespace)
     except Exception as e:  # pylint: disable=broad-except  (whatever the SDK's network call raised)
         raise PlatformError(
             f"{platform} did not accept the pipeline ({type(e).__name__}: {first_line(e)}); "

@@ -15,12 +15,12 @@ from urllib.parse import urlparse
 
 import yaml
 
-from components.errors import ConfigError
-from components.formats import RESERVED_TOKENS
+from components.data.formats import RESERVED_TOKENS
 from components.minigpt.config import ModelConfig
 from components.minigpt.decoders import DEFAULT_SETTINGS as DEFAULT_DECODER_SETTINGS
 from components.minigpt.decoders import check_decoders, check_fits_vocabulary
 from components.minigpt.training import BACKENDS, LEARNING_RATE_SCHEDULES, PRECISIONS
+from components.runtime.errors import ConfigError
 
 EMBEDDED_CORPUS = "embedded"
 REQUIRED_RESERVED_TOKENS = RESERVED_TOKENS
@@ -42,10 +42,11 @@ class DataConfig:
     train_file: str = "train.txt"
     # The eval split chooses the exported epoch (the lowest val perplexity), so its
     # perplexity is biased low; the test split is held out from training and that choice,
-    # and the Evaluator reports its perplexity beside the eval split's. A corpus without
-    # this file (or null) runs with the eval split's perplexity only, and says so.
+    # and the Evaluator reports its perplexity beside the eval split's. null: no test
+    # split. A local run whose corpus lacks the file runs without it and says so; a
+    # compiled (Vertex/Kubeflow) run cannot look, so there it must exist.
     eval_file: str = "valid.txt"
-    test_file: Optional[str] = "test.txt"
+    test_file: Optional[str] = None
     # Keep lines strictly longer than this many bytes (the reference's tf.strings.length).
     min_training_seq_len: int = 450
     # Skip (and count, as lines_too_long) lines longer than this many bytes: a paragraph
@@ -103,11 +104,13 @@ class TrainConfig:
 class EvalConfig:
     # Tokens generated after the [BOS] prompt by each decoder.
     num_tokens_to_generate: int = 80
-    # The decoder leaderboard: samples per decoder from [BOS], and as many again from
-    # prompts of the first `prompt_tokens` tokens of evenly spaced eval-split lines.
+    # The decoder leaderboard: samples per decoder from [BOS] (one for a deterministic
+    # decoder), and as many again from prompts of the first `prompt_tokens` tokens of
+    # evenly spaced test-split lines (eval-split ones without a test split).
     samples_per_decoder: int = 8
     prompt_tokens: int = 8
-    # Cap on eval batches for perplexity; null uses the whole eval split.
+    # Cap on the batches each split's perplexity is computed on, of evenly spaced rows;
+    # null: the whole split.
     max_batches: Optional[int] = None
     batch_size: int = 64
     # Decoder name -> its keras_hub sampler parameters; every one is run and logged.
@@ -149,6 +152,14 @@ class DataflowConfig:
     disk_size_gb: int = 50
     # gs:// folder for Dataflow's temporary files; staging goes to <temp_location>/staging.
     temp_location: Optional[str] = None
+    # The workers' service account (README: Running in production lists its roles);
+    # null: the project's Compute Engine default service account.
+    service_account_email: Optional[str] = None
+    # The workers' subnetwork, regions/<cloud.region>/subnetworks/<name> or its full URL
+    # (a Shared VPC's); null: the default network.
+    subnetwork: Optional[str] = None
+    # false: workers get private IPs only (their subnetwork needs Private Google Access).
+    use_public_ips: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,11 +183,16 @@ class TrainerResourcesConfig:
 @dataclasses.dataclass(frozen=True)
 class CloudConfig:
     # Only read by production runs (--runner=DataflowRunner, --orchestrator=vertex|kubeflow);
-    # each has a flag of the same name that overrides it.
+    # project, region and image each have a flag of the same name that overrides them.
     project: Optional[str] = None
     region: Optional[str] = None
     # The pipeline image built from the Dockerfile (Kubeflow/Vertex tasks, Dataflow workers).
     image: Optional[str] = None
+    # Vertex AI Pipelines runs and schedules run as this service account (README: Running
+    # in production lists its roles); null: the project's Compute Engine default service
+    # account. Kubeflow's pods run as a Kubernetes service account of their namespace
+    # (pipeline-runner; a profile's default-editor in a multi-user install).
+    service_account: Optional[str] = None
     dataflow: DataflowConfig = DataflowConfig()
     trainer: TrainerResourcesConfig = TrainerResourcesConfig()
 
@@ -503,6 +519,15 @@ def validate(cfg: PipelineConfig) -> None:
         )
 
 
+# A Google service account's email: a project's own (NAME@PROJECT.iam.gserviceaccount.com)
+# or a default one (...@developer.gserviceaccount.com, ...@appspot.gserviceaccount.com).
+_SERVICE_ACCOUNT = re.compile(r"[^@\s]+@[^@\s]+\.gserviceaccount\.com")
+# Dataflow's --subnetwork: regions/REGION/subnetworks/NAME, or the full Compute Engine URL.
+_SUBNETWORK = re.compile(
+    r"(?:https://www\.googleapis\.com/compute/v1/projects/[^/]+/)?regions/([^/]+)/subnetworks/[^/]+"
+)
+
+
 def _check_cloud(cloud: CloudConfig) -> None:
     for name in ("max_num_workers", "disk_size_gb"):
         _positive(f"cloud.dataflow.{name}", getattr(cloud.dataflow, name))
@@ -522,3 +547,20 @@ def _check_cloud(cloud: CloudConfig) -> None:
     temp = cloud.dataflow.temp_location
     if temp is not None and not temp.startswith("gs://"):
         raise ConfigError("cloud.dataflow.temp_location", f"must be a gs:// folder, got {temp!r}")
+    for key, email in (
+        ("cloud.service_account", cloud.service_account),
+        ("cloud.dataflow.service_account_email", cloud.dataflow.service_account_email),
+    ):
+        if email is not None and not _SERVICE_ACCOUNT.fullmatch(email):
+            raise ConfigError(
+                key, f"must be a service account's email (name@project.iam.gserviceaccount.com), got {email!r}"
+            )
+    subnetwork = cloud.dataflow.subnetwork
+    if subnetwork is not None:
+        match = _SUBNETWORK.fullmatch(subnetwork)
+        if not match or (cloud.region and match.group(1) != cloud.region):
+            raise ConfigError(
+                "cloud.dataflow.subnetwork",
+                f"must be regions/{cloud.region or '<region>'}/subnetworks/<name> or its full URL "
+                f"(Dataflow's workers run in cloud.region), got {subnetwork!r}",
+            )

@@ -29,7 +29,7 @@ KNOWN_NOISE = (
     # The Evaluator compiles one decode function per decoder, on purpose.
     "triggered tf.function retracing",
     # MLflow's HTTP client, one line per retry of a call to a tracking server that is
-    # down; components.buffered_run and pipeline/run.py say it once.
+    # down; components.tracking.buffered_run and pipeline/run.py say it once.
     "Retrying (JitteredRetry(",
 )
 

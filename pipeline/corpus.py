@@ -14,11 +14,11 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from typing import List, Optional
+from typing import Dict, List, Optional
 from urllib.parse import urlparse
 
-from components.errors import InputDataError, first_line
-from components.formats import files_sha256
+from components.data.formats import files_sha256
+from components.runtime.errors import InputDataError, first_line
 from pipeline.config import EMBEDDED_CORPUS
 
 # gutenberg-small: 10 public-domain books in SimpleBooks' layout (see SOURCE.md there).
@@ -173,6 +173,19 @@ def file_size(path: str) -> int:
     return tf.io.gfile.stat(path).length
 
 
+def _glob(pattern: str, key: str) -> List[str]:
+    """tf.io.gfile.glob, with a bucket that cannot be read reported as one line."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
+
+    try:
+        return tf.io.gfile.glob(pattern)
+    except tf.errors.OpError as e:
+        raise InputDataError(
+            f"{key}: cannot read {pattern} ({first_line(e)}); check the bucket name, the network and your "
+            "credentials (gcloud auth application-default login)."
+        ) from None
+
+
 def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
     """Fails early, naming the file, if a split file is missing or empty."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
@@ -207,11 +220,10 @@ def split_files(corpus_dir: str, pattern: str, key: str) -> List[str]:
     """The files of a split: `pattern` is a file name, or a glob (`train-*.txt`) for a
     split sharded over several files. Each is checked as `check_split_file` does; a glob
     that matches nothing fails, naming it."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
 
     if not glob.has_magic(pattern):
         return [check_split_file(corpus_dir, pattern, key)]
-    matches = sorted(tf.io.gfile.glob(os.path.join(corpus_dir, pattern)))
+    matches = sorted(_glob(os.path.join(corpus_dir, pattern), key))
     if not matches:
         raise InputDataError(
             f"{key}: {os.path.join(corpus_dir, pattern)} matches no file; check data.corpus and {key}."
@@ -219,11 +231,33 @@ def split_files(corpus_dir: str, pattern: str, key: str) -> List[str]:
     return [check_split_file(corpus_dir, os.path.relpath(path, corpus_dir), key) for path in matches]
 
 
+SPLIT_KEYS = {"train": "data.train_file", "eval": "data.eval_file", "test": "data.test_file"}
+
+
+def corpus_splits(corpus_dir: str, patterns: Dict[str, Optional[str]]) -> Dict[str, List[str]]:
+    """Each split's files (`patterns`: split name -> file name or glob; the test split is
+    optional and may come back empty), checked; a file in two splits fails, naming both
+    keys: a test split that was trained on would not be held out."""
+    found = {
+        split: (optional_split_files if split == "test" else split_files)(corpus_dir, pattern, SPLIT_KEYS[split])
+        for split, pattern in patterns.items()
+    }
+    owner: Dict[str, str] = {}
+    for split, paths in found.items():
+        for path in paths:
+            if path in owner:
+                raise InputDataError(
+                    f"{SPLIT_KEYS[split]}: {path} is also in {SPLIT_KEYS[owner[path]]}; "
+                    "each split needs files of its own."
+                )
+            owner[path] = split
+    return found
+
+
 def optional_split_files(corpus_dir: str, pattern: Optional[str], key: str) -> List[str]:
     """`split_files` of an optional split (the test split); none when `pattern` is not set
     or matches no file."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
 
-    if not pattern or not tf.io.gfile.glob(os.path.join(corpus_dir, pattern)):
+    if not pattern or not _glob(os.path.join(corpus_dir, pattern), key):
         return []
     return split_files(corpus_dir, pattern, key)

@@ -28,6 +28,8 @@ from pipeline.config import PipelineConfig, flatten
 # closure's digest is in the Trainer's cache key (TFX does not hash code it imports by
 # module path), so changing any code they use retrains.
 TRAINER_MODULES = ("components.trainer.executor", RUN_FN.rsplit(".", 1)[0])
+# Likewise the Evaluator's: a change to how perplexity or the leaderboard is computed reruns it.
+EVALUATOR_MODULES = ("components.evaluator.executor",)
 # Settings that shape the model, logged by the Trainer (and so in its cache key); the
 # Evaluator logs the others: where things went, how they ran, and the evaluation.
 TRAINER_PARAM_SECTIONS = ("pipeline_name", "data", "vocab", "model", "train")
@@ -141,6 +143,7 @@ def create_pipeline(
         eval_config=dataclasses.asdict(cfg.eval),
         mlflow_config={"tracking_uri": cfg.resolved_tracking_uri(), "experiment_name": cfg.mlflow.experiment_name},
         params=_params(cfg, EVALUATOR_PARAM_SECTIONS),
+        code_digest=code_digest(EVALUATOR_MODULES),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,

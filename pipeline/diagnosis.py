@@ -13,7 +13,7 @@ import os
 import resource
 from typing import Iterator, Optional
 
-from components.errors import UserInputError
+from components.runtime.errors import UserInputError
 
 # What a full or read-only disk raises, wherever it is hit.
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
@@ -24,7 +24,7 @@ def explain(error: BaseException, tracking_uri: str) -> Optional[str]:
     user_error = root_user_error(error)
     if user_error is not None:
         return str(user_error)
-    from components.tracking import check_reachable  # pylint: disable=import-outside-toplevel  (imports MLflow)
+    from components.tracking.mlflow_runs import check_reachable  # pylint: disable=import-outside-toplevel  (imports MLflow)
 
     unreachable = check_reachable(tracking_uri, timeout_s=2)
     if unreachable is not None:

@@ -13,13 +13,12 @@ lines.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from typing import List, Optional
 
-from components.errors import first_line
+from components.runtime.errors import first_line
 from pipeline.config import PipelineConfig
 from pipeline.console import configure_logging, quiet_environment
 
@@ -52,8 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load(model: str, tracking_uri: str):
     """The MiniGPTText behind `model`, a bundle directory or an MLflow model URI."""
-    from components.model_bundle import read_manifest
-    from components.text_model import MiniGPTText, decoding_settings, default_decoder
+    from components.serving.model_bundle import read_manifest
+    from components.tracking.text_model import MiniGPTText, decoding_settings, default_decoder
     from pipeline.config import EvalConfig
 
     if model.startswith(MLFLOW_SCHEMES):
@@ -61,7 +60,9 @@ def load(model: str, tracking_uri: str):
 
         mlflow.set_tracking_uri(tracking_uri)
         return mlflow.pyfunc.load_model(model).unwrap_python_model()
-    if not os.path.isdir(model):
+    from tfx.dsl.io import fileio
+
+    if not fileio.isdir(model):  # a local folder or one in a bucket (gs://)
         raise FileNotFoundError(f"--model: {model} is neither a directory nor a models:/ or runs:/ URI")
     defaults = EvalConfig()  # a bare bundle carries no decoding settings: the config's defaults
     decoders = {name: dict(params) for name, params in defaults.decoders.items()}

@@ -1,9 +1,10 @@
 """Compiles the pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines and submits it.
 
-One compiled spec serves both platforms: TFX's `KubeflowV2DagRunner` turns the same
-`create_pipeline` into a PipelineJob JSON whose tasks run the pipeline image. The
-submission itself is the platform SDK's own call (`aiplatform.PipelineJob`,
-`kfp.Client`); everything before it is checked here, offline, before any work.
+TFX's `KubeflowV2DagRunner` turns the same `create_pipeline` into a PipelineJob whose
+tasks run the pipeline image; the two platforms differ in the spec's schema version and
+in how the Trainer asks for a GPU (`compile_pipeline`). The submission itself is the
+platform SDK's own call (`aiplatform.PipelineJob`, `kfp.Client`); everything before it is
+checked here, offline, before any work.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from components.errors import ConfigError
+from components.runtime.errors import ConfigError
 from pipeline import image
-from pipeline.config import EMBEDDED_CORPUS, PipelineConfig, is_uri
+from pipeline.config import EMBEDDED_CORPUS, PipelineConfig, TrainerResourcesConfig, is_uri
 
 ORCHESTRATORS = ("local", "vertex", "kubeflow")
 # MLflow stores every container can reach; a SQLite file or local folder cannot be.
@@ -25,11 +26,21 @@ REMOTE_TRACKING_SCHEMES = ("http", "https", "databricks")
 # minute hour day-of-month month day-of-week, each in its range.
 _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _CRON_ITEM = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+_CRON_TIME_ZONE = re.compile(r"^(CRON_)?TZ=\S+\s+")
+# What Kubernetes calls an NVIDIA GPU in a pod's resource limits (the device plugin's).
+KUBERNETES_GPU = "nvidia.com/gpu"
+# The node label GKE gives a GPU node: its GPU model, e.g. nvidia-l4.
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+# Credentials for a Kubeflow Pipelines API, read from the environment only (a flag would
+# leave the secret in the shell's history and the process list): a bearer token, or the
+# file of one that kfp re-reads before every request (kfp's own variable name).
+KFP_TOKEN_ENV = "KFP_TOKEN"
+KFP_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 
 
 def check_cron(cron: str) -> None:
     """A standard five-field cron expression (optionally `TZ=Area/City ` first)."""
-    fields = re.sub(r"^(CRON_)?TZ=\S+\s+", "", cron.strip()).split()
+    fields = _CRON_TIME_ZONE.sub("", cron.strip()).split()
     if len(fields) != len(_CRON_RANGES):
         raise ConfigError("--schedule", f"{cron!r} is not a five-field cron expression like '0 3 * * *'")
     for text, (low, high) in zip(fields, _CRON_RANGES):
@@ -41,20 +52,27 @@ def check_cron(cron: str) -> None:
 
 
 def check_orchestrator(
-    cfg: PipelineConfig, orchestrator: str, host: Optional[str], schedule: Optional[str], compile_only: bool
+    cfg: PipelineConfig,
+    orchestrator: str,
+    host: Optional[str],
+    schedule: Optional[str],
+    compile_only: Optional[str],
 ) -> None:
-    """Everything a Kubeflow/Vertex run needs, checked before compiling; one ConfigError."""
+    """Everything a Kubeflow/Vertex run needs, checked before compiling; one ConfigError.
+
+    `compile_only` is --compile-only's path; None for a run to submit or schedule.
+    """
     cloud = cfg.cloud
     if schedule is not None:
-        if compile_only:
+        if compile_only is not None:
             raise ConfigError("--schedule", "creates a recurring run: it cannot go with --compile-only")
         check_cron(schedule)
-    if orchestrator == "vertex" and not compile_only:
+    if orchestrator == "vertex" and compile_only is None:
         for flag, value in (("--project", cloud.project), ("--region", cloud.region)):
             if not value:
                 raise ConfigError(flag, "is required to submit or schedule on Vertex AI Pipelines")
-    if orchestrator == "kubeflow" and not compile_only and not host:
-        raise ConfigError("--host", "is required to submit or schedule on Kubeflow Pipelines (its API URL)")
+    if orchestrator == "kubeflow":
+        _check_kubeflow(cfg, host, schedule, compile_only)
     if not cloud.image:
         raise ConfigError("--image", "is required: every task runs the pipeline image built from the Dockerfile")
     if not is_uri(cfg.resolved_pipeline_root):
@@ -78,58 +96,134 @@ def check_orchestrator(
         )
 
 
-def compile_pipeline_job(cfg: PipelineConfig, beam_pipeline_args: Sequence[str]) -> Dict[str, Any]:
-    """The PipelineJob JSON (as a dict) for `cfg`, with tasks running `cfg.cloud.image`."""
-    from kfp.pipeline_spec import pipeline_spec_pb2
+def _check_kubeflow(
+    cfg: PipelineConfig, host: Optional[str], schedule: Optional[str], compile_only: Optional[str]
+) -> None:
+    """What Kubeflow Pipelines takes unlike Vertex."""
+    if compile_only is None and not host:
+        raise ConfigError("--host", "is required to submit or schedule on Kubeflow Pipelines (its API URL)")
+    if compile_only is not None and not compile_only.endswith((".yaml", ".yml")):
+        raise ConfigError(
+            "--compile-only",
+            f"Kubeflow Pipelines takes a .yaml package (the pipeline spec, then the Trainer's Kubernetes "
+            f"settings), got {compile_only!r}",
+        )
+    # KFP checks a cron with robfig/cron v1, which knows no time zone, and its scheduler
+    # runs every schedule in one zone of its own.
+    if schedule is not None and _CRON_TIME_ZONE.match(schedule.strip()):
+        raise ConfigError(
+            "--schedule",
+            f"{schedule!r}: Kubeflow Pipelines takes no time zone per schedule (its scheduler runs every "
+            "schedule in its CRON_SCHEDULE_TIMEZONE, else its own clock's, usually UTC): drop the TZ= prefix "
+            "and give the time in that zone",
+        )
+    trainer = cfg.cloud.trainer
+    if trainer.accelerator_type and not trainer.vertex_training and not trainer.accelerator_type.startswith("NVIDIA_"):
+        raise ConfigError(
+            "cloud.trainer.accelerator_type",
+            f"{trainer.accelerator_type!r}: a Kubeflow Trainer pod asks for NVIDIA GPUs only (NVIDIA_L4, ...)",
+        )
+
+
+def compile_pipeline(cfg: PipelineConfig, beam_pipeline_args: Sequence[str], orchestrator: str) -> List[Dict[str, Any]]:
+    """The documents `orchestrator` takes for `cfg`, with tasks running `cfg.cloud.image`.
+
+    Vertex: the PipelineJob, at TFX's default schema 2.0.0 (the one TFX's Vertex runs use).
+    Kubeflow: its PipelineSpec at schema 2.1.0, whose constants are `runtimeValue.constant`:
+    KFP's driver resolves only those and fails a task on 2.0.0's `constantValue`. Then,
+    when the Trainer's pod asks for GPUs, the Kubernetes platform spec that puts it on a
+    node with that GPU model (kfp.Client sends a package's second YAML document as the
+    run's platform_spec).
+    """
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-    from components.tracking import tracking_variables
+    from components.tracking.mlflow_runs import tracking_variables
     from pipeline.dag import create_pipeline
 
+    kubeflow = orchestrator == "kubeflow"
     corpus_dir = image.EMBEDDED_CORPUS_DIR if cfg.data.corpus == EMBEDDED_CORPUS else cfg.data.corpus
     pipeline = create_pipeline(cfg, corpus_dir, beam_pipeline_args)
-    resources = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
-    trainer_resources = cfg.cloud.trainer
-    for component in pipeline.components:
-        if component.id == "Trainer" and not trainer_resources.vertex_training:
-            spec = resources(cpu_limit=trainer_resources.cpu, memory_limit=trainer_resources.memory_gb)
-            if trainer_resources.accelerator_type:
-                spec.accelerator.type = trainer_resources.accelerator_type
-                spec.accelerator.count = trainer_resources.accelerator_count
-            component.with_platform_config(spec)
+    trainer = cfg.cloud.trainer
+    if not trainer.vertex_training:
+        trainer_component = next(c for c in pipeline.components if c.id == "Trainer")
+        trainer_component.with_platform_config(_trainer_resources(trainer, kubeflow))
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
-        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=cfg.cloud.image)
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image=cfg.cloud.image, use_pipeline_spec_2_1=kubeflow
+        )
     )
     job = runner.run(pipeline, write_out=False)
-    # Where and how the executors report to MLflow (components/tracking.py).
+    # Where and how the executors report to MLflow (components/tracking/mlflow_runs.py).
     variables = tracking_variables(cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name)
     environment = [{"name": name, "value": value} for name, value in variables.items()]
     for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
         if "container" in executor:
             executor["container"]["env"] = environment
-    return job
+    if not kubeflow:
+        return [job]
+    spec = job["pipelineSpec"]
+    if trainer.accelerator_type and not trainer.vertex_training:
+        return [spec, _gpu_node_selector(spec, trainer.accelerator_type)]
+    return [spec]
 
 
-def write_pipeline_job(job: Dict[str, Any], path: str, orchestrator: str) -> str:
-    """Writes what the platform takes and returns `path`.
+def _trainer_resources(trainer: TrainerResourcesConfig, kubeflow: bool) -> Any:
+    """The Trainer container's ResourceSpec: CPUs, memory (GB) and GPUs.
 
-    Vertex takes the whole PipelineJob JSON; Kubeflow Pipelines takes its PipelineSpec,
-    uploaded as YAML (the pipeline root is then given with the run). Keys are sorted: a
-    stable file to diff and review.
+    Vertex reads the accelerator type as its machine enum (NVIDIA_L4). KFP's driver puts
+    the type into the pod's resource limits as it is, where it must be a Kubernetes
+    resource name; the GPU model goes to the node selector instead.
     """
-    document = job["pipelineSpec"] if orchestrator == "kubeflow" else job
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    resources = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
+        cpu_limit=trainer.cpu, memory_limit=trainer.memory_gb
+    )
+    if trainer.accelerator_type:
+        resources.accelerator.type = KUBERNETES_GPU if kubeflow else trainer.accelerator_type
+        resources.accelerator.count = trainer.accelerator_count
+    return resources
+
+
+def _gpu_node_selector(spec: Dict[str, Any], accelerator_type: str) -> Dict[str, Any]:
+    """The Kubernetes platform spec that puts the Trainer's pod on a node with its GPU model.
+
+    An executor's entry is kfp-kubernetes' KubernetesExecutorConfig as JSON. GKE labels a
+    GPU node with the model's Vertex name in lower case with hyphens (NVIDIA_L4 ->
+    nvidia-l4, NVIDIA_TESLA_T4 -> nvidia-tesla-t4).
+    """
+    component = spec["root"]["dag"]["tasks"]["Trainer"]["componentRef"]["name"]
+    executor = spec["components"][component]["executorLabel"]
+    labels = {GKE_ACCELERATOR_LABEL: accelerator_type.lower().replace("_", "-")}
+    return {
+        "platforms": {"kubernetes": {"deploymentSpec": {"executors": {executor: {"nodeSelector": {"labels": labels}}}}}}
+    }
+
+
+def write_pipeline(documents: Sequence[Dict[str, Any]], path: str) -> str:
+    """Writes the compiled documents to `path` and returns it.
+
+    A YAML file holds them one after another, as kfp's compiler writes a pipeline and its
+    platform spec; a JSON file holds Vertex's one PipelineJob (a Kubeflow package is
+    .yaml: check_orchestrator). Keys are sorted: a stable file to diff and review.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         if path.endswith((".yaml", ".yml")):
-            yaml.safe_dump(document, f, sort_keys=True)
+            yaml.safe_dump_all(documents, f, sort_keys=True)
         else:
+            (document,) = documents
             json.dump(document, f, indent=2, sort_keys=True)
             f.write("\n")
     return path
 
 
 def submit_to_vertex(cfg: PipelineConfig, spec_path: str, schedule: Optional[str]) -> str:
-    """Submits the compiled spec to Vertex AI Pipelines, or schedules it; returns its name."""
+    """Submits the compiled spec to Vertex AI Pipelines, or schedules it; returns its name.
+
+    Its runs run as `cloud.service_account` (None: the project's Compute Engine default
+    service account). A schedule's cron may start with TZ=Area/City; without, it is UTC.
+    """
     from google.cloud import aiplatform
 
     job = aiplatform.PipelineJob(
@@ -140,23 +234,31 @@ def submit_to_vertex(cfg: PipelineConfig, spec_path: str, schedule: Optional[str
         project=cfg.cloud.project,
         location=cfg.cloud.region,
     )
+    service_account = cfg.cloud.service_account
     if schedule:
-        return job.create_schedule(cron=schedule, display_name=f"{cfg.pipeline_name}-schedule").resource_name
-    job.submit()
+        schedule_name = f"{cfg.pipeline_name}-schedule"
+        return job.create_schedule(
+            cron=schedule, display_name=schedule_name, service_account=service_account
+        ).resource_name
+    job.submit(service_account=service_account)
     return job.resource_name
 
 
-def submit_to_kubeflow(cfg: PipelineConfig, spec_path: str, host: str, schedule: Optional[str]) -> str:
-    """Submits the compiled spec to a Kubeflow Pipelines API, or schedules it; returns the id."""
-    import kfp
+def submit_to_kubeflow(
+    cfg: PipelineConfig, spec_path: str, host: str, schedule: Optional[str], namespace: Optional[str]
+) -> str:
+    """Submits the compiled spec to a Kubeflow Pipelines API, or schedules it; returns the id.
 
-    client = kfp.Client(host=host)
+    `namespace` is a multi-user install's profile namespace, where the experiment and its
+    runs go (None: kfp's choice, right for a single-user install).
+    """
+    client = _kubeflow_client(host, namespace)
     if schedule:
-        experiment = client.create_experiment(cfg.pipeline_name)
+        experiment = client.create_experiment(cfg.pipeline_name, namespace=namespace)
         recurring = client.create_recurring_run(
             experiment_id=experiment.experiment_id,
             job_name=f"{cfg.pipeline_name}-schedule",
-            # KFP's scheduler takes a seconds field first.
+            # KFP's scheduler takes a seconds field first (a TZ= prefix is refused earlier).
             cron_expression="0 " + schedule,
             pipeline_package_path=spec_path,
             pipeline_root=cfg.resolved_pipeline_root,
@@ -167,7 +269,28 @@ def submit_to_kubeflow(cfg: PipelineConfig, spec_path: str, host: str, schedule:
         spec_path,
         experiment_name=cfg.pipeline_name,
         run_name=cfg.pipeline_name,
+        namespace=namespace,
         pipeline_root=cfg.resolved_pipeline_root,
         enable_caching=True,
     )
     return result.run_id
+
+
+def _kubeflow_client(host: str, namespace: Optional[str]) -> Any:
+    """A kfp.Client for `host` with the credentials in the environment.
+
+    $KFP_TOKEN goes as a bearer token; else $KF_PIPELINES_SA_TOKEN_PATH names a token file
+    kfp re-reads before each request (a projected service-account token, which the kubelet
+    rotates). kfp reads that variable itself only in a pod that gives it no host. A given
+    namespace also spares kfp its guess of one (a healthz call and the pod's namespace file).
+    """
+    import kfp
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+    token_path = os.environ.get(KFP_TOKEN_PATH_ENV)
+    return kfp.Client(
+        host=host,
+        namespace=namespace or "kubeflow",  # kfp's default, which it reads as "none chosen"
+        existing_token=os.environ.get(KFP_TOKEN_ENV) or None,
+        credentials=ServiceAccountTokenVolumeCredentials(token_path) if token_path else None,
+    )

@@ -13,8 +13,8 @@ import os
 import sys
 from typing import List
 
-from components import interrupt
-from components.errors import ConfigError, first_line
+from components.runtime import interrupt
+from components.runtime.errors import ConfigError, first_line
 from pipeline.beam_args import LOCAL_SETUP_FILE, pipeline_beam_args
 from pipeline.config import PipelineConfig
 from pipeline.run_lock import end_orphaned_executions, end_orphaned_runs, link_runs, output_lock
@@ -25,8 +25,8 @@ from pipeline.summary import print_summary
 def run_locally(cfg: PipelineConfig, runner: str) -> RunSummary:
     """Validates the inputs, runs the pipeline here (its Beam steps on `runner`), prints a
     summary and returns it."""
-    from components.tracking import check_reachable
-    from pipeline.corpus import file_size, optional_split_files, resolve_corpus_dir, split_files
+    from components.tracking.mlflow_runs import check_reachable
+    from pipeline.corpus import corpus_splits, file_size, resolve_corpus_dir
 
     # A tracking server that is down would otherwise surface after the Beam steps, in the
     # Trainer, after MLflow's retries: check it first, once, in seconds.
@@ -38,14 +38,10 @@ def run_locally(cfg: PipelineConfig, runner: str) -> RunSummary:
             "start it, or fix the URI or MLFLOW_TRACKING_URI",
         )
     corpus_dir = resolve_corpus_dir(cfg.data.corpus, cfg.data.zip_subdir, cfg.data.cache_dir, cfg.data.sha256)
-    paths = [
-        *split_files(corpus_dir, cfg.data.train_file, "data.train_file"),
-        *split_files(corpus_dir, cfg.data.eval_file, "data.eval_file"),
-    ]
-    test_paths = optional_split_files(corpus_dir, cfg.data.test_file, "data.test_file")
-    if test_paths:
-        paths += test_paths
-    else:
+    splits = corpus_splits(
+        corpus_dir, {"train": cfg.data.train_file, "eval": cfg.data.eval_file, "test": cfg.data.test_file}
+    )
+    if not splits["test"]:
         if cfg.data.test_file:
             print(
                 f"No test split ({os.path.join(corpus_dir, cfg.data.test_file)} does not exist): the only perplexity "
@@ -53,7 +49,7 @@ def run_locally(cfg: PipelineConfig, runner: str) -> RunSummary:
                 flush=True,
             )
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test_file=None))
-    corpus_bytes = sum(file_size(path) for path in paths)
+    corpus_bytes = sum(file_size(path) for paths in splits.values() for path in paths)
     beam_pipeline_args = pipeline_beam_args(cfg, runner, LOCAL_SETUP_FILE, corpus_bytes)
 
     interrupt.install()  # a Ctrl-C that Python drops in a finalizer still stops training
@@ -76,7 +72,7 @@ def _run_dag(cfg: PipelineConfig, corpus_dir: str, beam_pipeline_args: List[str]
     """The TFX DAG on LocalDagRunner, with MLflow's variables set for every component."""
     from tfx import v1 as tfx
 
-    from components.tracking import tracking_environment
+    from components.tracking.mlflow_runs import tracking_environment
     from pipeline.dag import create_pipeline
 
     pipeline = create_pipeline(
@@ -102,7 +98,7 @@ def end_open_mlflow_run(cfg: PipelineConfig, status: str) -> None:
     ends with that status, not RUNNING forever."""
     from mlflow.tracking import MlflowClient
 
-    from components.tracking import check_reachable, find_run
+    from components.tracking.mlflow_runs import check_reachable, find_run
 
     summary = latest_run(cfg.metadata_path)
     if summary is None:

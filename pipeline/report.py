@@ -20,7 +20,7 @@ from typing import Iterable, List, Sequence
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from components.tracking import PipelineRun, artifact_paths
+from components.tracking.mlflow_runs import PipelineRun, artifact_paths
 from pipeline.run_summary import RunSummary, perplexities
 
 REPORT_FILE = "report.html"

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from components.errors import ConfigError
+from components.runtime.errors import ConfigError
 from pipeline.beam_args import check_dataflow
 from pipeline.config import PipelineConfig, load_config
 from pipeline.console import configure_logging, quiet_environment
@@ -29,8 +29,9 @@ CONFIG_FLAGS = {
     "image": "cloud.image",
     "pipeline_root": "pipeline_root",
 }
-# Flags that only mean something to Kubeflow / Vertex.
-ORCHESTRATOR_FLAGS = {"schedule": "--schedule", "compile_only": "--compile-only", "host": "--host"}
+# Flags that only mean something to Kubeflow / Vertex, and those only to Kubeflow.
+KUBEFLOW_FLAGS = {"host": "--host", "namespace": "--namespace"}
+ORCHESTRATOR_FLAGS = {"schedule": "--schedule", "compile_only": "--compile-only", **KUBEFLOW_FLAGS}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,8 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     cloud.add_argument("--image", help="The pipeline image built from the Dockerfile (cloud.image).")
     cloud.add_argument("--pipeline-root", "--pipeline_root", dest="pipeline_root", help="gs:// artifact root.")
     cloud.add_argument("--schedule", metavar="CRON", help="Create a recurring run instead of one run.")
-    cloud.add_argument("--compile-only", metavar="PATH", help="Write the compiled pipeline spec JSON and stop.")
+    cloud.add_argument(
+        "--compile-only", metavar="PATH", help="Write the compiled pipeline spec (Kubeflow: .yaml) and stop."
+    )
     cloud.add_argument("--host", metavar="URL", help="Kubeflow Pipelines API URL (--orchestrator=kubeflow).")
+    cloud.add_argument(
+        "--namespace",
+        help="Profile namespace of a multi-user Kubeflow Pipelines; its credentials come from "
+        "$KFP_TOKEN or $KF_PIPELINES_SA_TOKEN_PATH (--orchestrator=kubeflow).",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,12 +90,14 @@ def load(args: argparse.Namespace) -> PipelineConfig:
         for name, flag in ORCHESTRATOR_FLAGS.items():
             if getattr(args, name) is not None:
                 raise ConfigError(flag, "needs --orchestrator=vertex or --orchestrator=kubeflow")
-    elif args.host is not None and args.orchestrator != "kubeflow":
-        raise ConfigError("--host", "names a Kubeflow Pipelines API: use it with --orchestrator=kubeflow")
+    elif args.orchestrator != "kubeflow":
+        for name, flag in KUBEFLOW_FLAGS.items():
+            if getattr(args, name) is not None:
+                raise ConfigError(flag, "is for Kubeflow Pipelines: use it with --orchestrator=kubeflow")
     if args.runner == "DataflowRunner":
         check_dataflow(cfg)
     if args.orchestrator != "local":
-        check_orchestrator(cfg, args.orchestrator, args.host, args.schedule, args.compile_only is not None)
+        check_orchestrator(cfg, args.orchestrator, args.host, args.schedule, args.compile_only)
     return cfg
 
 

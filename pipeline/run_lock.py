@@ -22,7 +22,7 @@ import os
 import time
 from typing import Iterator, List
 
-from components.errors import UserInputError
+from components.runtime.errors import UserInputError
 
 LOCK_FILE = ".run.lock"
 ENDED_BY_TAG = "minigpt.ended_by"
@@ -77,7 +77,7 @@ def end_orphaned_runs(metadata_path: str, tracking_uri: str, experiment_name: st
     from mlflow.entities import RunStatus  # pylint: disable=import-outside-toplevel
     from mlflow.tracking import MlflowClient  # pylint: disable=import-outside-toplevel
 
-    from components.tracking import PIPELINE_RUN_ID_TAG  # pylint: disable=import-outside-toplevel
+    from components.tracking.mlflow_runs import PIPELINE_RUN_ID_TAG  # pylint: disable=import-outside-toplevel
     from pipeline.run_summary import pipeline_run_ids  # pylint: disable=import-outside-toplevel
 
     ours = set(pipeline_run_ids(metadata_path))

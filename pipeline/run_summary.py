@@ -12,9 +12,10 @@ import os
 from typing import Dict, List, NamedTuple, Optional
 
 from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.io import fileio
 from tfx.orchestration import metadata
 
-from components.formats import EVALUATION_FILE
+from components.data.formats import EVALUATION_FILE
 
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 STATE_NAMES = {
@@ -73,8 +74,8 @@ def latest_run(metadata_path: str) -> Optional[RunSummary]:
     evaluation = None
     if "ModelEvaluation" in outputs:
         path = os.path.join(outputs["ModelEvaluation"], EVALUATION_FILE)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
+        if fileio.exists(path):  # a gs:// pipeline root (Beam steps on Dataflow) too
+            with fileio.open(path) as f:
                 evaluation = json.load(f)
     return RunSummary(run.name, states, seconds, outputs, evaluation)
 
@@ -100,6 +101,8 @@ def perplexities(evaluation: Optional[dict]) -> List[SplitPerplexity]:
     """The Evaluator's token-weighted perplexities, the held-out test split first, each
     saying what it is (the eval split's alone says that there is no test split)."""
     by_split = (evaluation or {}).get("perplexity", {})
+    if isinstance(by_split, (int, float)):  # an evaluation.json from before the test split
+        by_split = {"eval": {"perplexity": by_split, "tokens": evaluation.get("num_tokens", 0)}}
     rows = []
     for split, meaning in SPLIT_MEANINGS.items():
         if split in by_split:

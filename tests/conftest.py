@@ -30,14 +30,14 @@ def tiny_corpus(tmp_path):
 
 def write_examples(path, lines) -> None:
     """A gzip TFRecord file of tf.Example{text}, as TextExampleGen writes them."""
-    from components.formats import text_to_example
+    from components.data.formats import text_to_example
 
     _write_records(path, (text_to_example(line) for line in lines))
 
 
 def write_token_examples(path, rows) -> None:
     """A gzip TFRecord file of tf.Example{ids}, as Tokenize writes them."""
-    from components.formats import ids_to_example
+    from components.data.formats import ids_to_example
 
     _write_records(path, (ids_to_example(ids) for ids in rows))
 

@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from components.errors import ConfigError
+from components.runtime.errors import ConfigError
 from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args
 from pipeline.config import load_config
 from tests.conftest import REPO_ROOT, TINY_CONFIG
@@ -24,7 +24,15 @@ DATAFLOW = [
     "cloud.dataflow.max_num_workers=40",
     "pipeline_root=gs://bucket/root",
     "data.corpus=gs://bucket/simplebooks-92-raw",
+    "cloud.dataflow.service_account_email=workers@my-project.iam.gserviceaccount.com",
+    "cloud.dataflow.subnetwork=regions/europe-west4/subnetworks/private",
+    "cloud.dataflow.use_public_ips=false",
 ]
+IDENTITY_AND_NETWORK = (
+    "cloud.dataflow.service_account_email",
+    "cloud.dataflow.subnetwork",
+    "cloud.dataflow.use_public_ips",
+)
 
 
 def test_dataflow_options_come_from_the_config_and_ship_our_code():
@@ -43,6 +51,17 @@ def test_dataflow_options_come_from_the_config_and_ship_our_code():
     assert workers.sdk_container_image == "europe-docker.pkg.dev/my-project/ml/minigpt:1"
     assert options.view_as(SetupOptions).setup_file == LOCAL_SETUP_FILE == f"{REPO_ROOT}/setup.py"
     assert "use_runner_v2" in options.view_as(DebugOptions).experiments
+    # The workers run as their own service account, on private IPs in our subnetwork.
+    assert google.service_account_email == "workers@my-project.iam.gserviceaccount.com"
+    assert (workers.subnetwork, workers.use_public_ips) == ("regions/europe-west4/subnetworks/private", False)
+
+
+def test_dataflow_workers_keep_dataflows_identity_and_network_unless_the_config_names_them():
+    cfg = load_config(TINY_CONFIG, [item for item in DATAFLOW if not item.startswith(IDENTITY_AND_NETWORK)])
+    options = PipelineOptions(dataflow_args(cfg))
+    assert options.view_as(GoogleCloudOptions).service_account_email is None
+    workers = options.view_as(WorkerOptions)
+    assert (workers.subnetwork, workers.use_public_ips) == (None, None)
 
 
 @pytest.mark.parametrize(

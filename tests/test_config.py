@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from components.errors import ConfigError
+from components.runtime.errors import ConfigError
 from pipeline.config import PipelineConfig, flatten, load_config
 from tests.conftest import REPO_ROOT, TINY_CONFIG, TINY_CORPUS
 
@@ -69,6 +69,9 @@ def test_overrides_parse_yaml_values():
         ("cloud.trainer.replica_count=0", "cloud.trainer.replica_count"),
         ("cloud.trainer.replica_count=2", "cloud.trainer.replica_count"),  # without vertex_training
         ("cloud.dataflow.temp_location=/tmp/x", "cloud.dataflow.temp_location"),
+        ("cloud.service_account=minigpt-pipelines", "cloud.service_account"),
+        ("cloud.dataflow.service_account_email=workers@example.com", "cloud.dataflow.service_account_email"),
+        ("cloud.dataflow.subnetwork=my-subnet", "cloud.dataflow.subnetwork"),
         ("mlflow.tracking_uri=https://bob:secret@mlflow.example.com", "mlflow.tracking_uri"),
     ],
 )
@@ -85,6 +88,15 @@ def test_several_trainer_replicas_need_a_vertex_job_and_jax():
     assert load_config(os.path.join(CONFIGS, "vertex.yaml"), replicas).cloud.trainer.replica_count == 2
     with pytest.raises(ConfigError, match="train.backend: the Trainer's replicas train on JAX together"):
         load_config(os.path.join(CONFIGS, "vertex.yaml"), [*replicas, "train.backend=tensorflow"])
+
+
+def test_a_dataflow_subnetwork_is_one_of_the_workers_region():
+    vertex = os.path.join(CONFIGS, "vertex.yaml")
+    assert load_config(vertex).cloud.dataflow.subnetwork == "regions/us-central1/subnetworks/my-subnet"
+    shared_vpc = "https://www.googleapis.com/compute/v1/projects/host/regions/us-central1/subnetworks/shared"
+    assert load_config(vertex, [f"cloud.dataflow.subnetwork={shared_vpc}"]).cloud.dataflow.subnetwork == shared_vpc
+    with pytest.raises(ConfigError, match="^config error: cloud.dataflow.subnetwork: must be regions/europe-west4/"):
+        load_config(vertex, ["cloud.region=europe-west4"])
 
 
 def test_missing_or_malformed_config_file(tmp_path):

@@ -9,12 +9,13 @@ import zipfile
 
 import pytest
 
-from components.errors import ConfigError, InputDataError
+from components.runtime.errors import ConfigError, InputDataError
 from pipeline import corpus
 from pipeline.config import load_config
 from pipeline.corpus import (
     EMBEDDED_CORPUS_DIR,
     check_split_file,
+    corpus_splits,
     optional_split_files,
     resolve_corpus_dir,
     split_files,
@@ -223,3 +224,13 @@ def test_a_split_may_be_sharded_over_files_named_by_a_glob(tiny_corpus):
     # An optional split (the test split) that the corpus lacks is no split at all.
     assert optional_split_files(str(tiny_corpus), "test-*.txt", "data.test_file") == []
     assert optional_split_files(str(tiny_corpus), None, "data.test_file") == []
+
+
+def test_a_file_in_two_splits_fails_naming_both_keys(tiny_corpus):
+    """A glob that also matches the held-out file would train on it: refused."""
+    with pytest.raises(InputDataError, match=r"^data.eval_file: .*valid.txt is also in data.train_file; each split"):
+        corpus_splits(str(tiny_corpus), {"train": "*.txt", "eval": "valid.txt", "test": "test.txt"})
+    with pytest.raises(InputDataError, match=r"^data.test_file: .*valid.txt is also in data.eval_file"):
+        corpus_splits(str(tiny_corpus), {"train": "train.txt", "eval": "valid.txt", "test": "valid.txt"})
+    found = corpus_splits(str(tiny_corpus), {"train": "train.txt", "eval": "valid.txt", "test": "none-*.txt"})
+    assert found == {"train": [str(tiny_corpus / "train.txt")], "eval": [str(tiny_corpus / "valid.txt")], "test": []}

@@ -6,9 +6,9 @@ import pytest
 from tfx.dsl.components.base.base_executor import BaseExecutor
 from tfx.types import Channel
 
-from components.artifact_types import Vocabulary
+from components.data.artifact_types import Vocabulary
 from components.decoder_check import DecoderCheck
-from components.errors import ConfigError
+from components.runtime.errors import ConfigError
 
 
 def _check(decoders, learned_size, tmp_path):

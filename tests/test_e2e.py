@@ -15,9 +15,9 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from components.lm_data import read_labels
+from components.data.lm_data import read_labels
 from components.minigpt.decoders import DECODERS as DECODER_REGISTRY
-from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, artifact_paths
+from components.tracking.mlflow_runs import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, artifact_paths
 from pipeline.config import flatten, load_config
 from pipeline.corpus import EMBEDDED_CORPUS_DIR as EMBEDDED
 from pipeline.run_summary import NO_TEST_SPLIT, latest_run

@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from tfx.dsl.components.base.base_executor import BaseExecutor
+from tfx.dsl.io import fileio
 from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import Channel, standard_artifacts
 
-from components import model_bundle
-from components.errors import ConfigError, InputDataError
+from components.data.formats import EVALUATION_FILE
 from components.evaluator import executor
 from components.evaluator.component import Evaluator
-from components.formats import EVALUATION_FILE
 from components.minigpt.leaderboard import MEASURES
 from components.minigpt.model import GPTConfig, build_model
-from components.tracking import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, PipelineRun
+from components.runtime.errors import ConfigError, InputDataError
+from components.runtime.paths import copy_tree
+from components.serving import model_bundle
+from components.tracking.mlflow_runs import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, PipelineRun
 from tests.conftest import tokenize, write_token_examples
+from tests.ram_filesystem import ram_folder
 
 VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "."]
 TRAINING_PARAMS = {"train.epochs": 2, "model.seq_len": 8, "model.vocabulary_size_learned": len(VOCAB)}
@@ -61,15 +64,17 @@ def setup(tmp_path):
 TEST_LINES = [b"mat ran on the dog .", b"cat ran ."]
 
 
-def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, params=None, splits=SPLITS):
+def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, params=None, splits=SPLITS, root=None):
+    """Runs the executor on the artifacts under `root` (a local folder or a URI; default `tmp_path`)."""
+    root = str(root or tmp_path)
     examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "examples")
+    examples.uri = os.path.join(root, "examples")
     examples.split_names = json.dumps(splits)
     model = standard_artifacts.Model()
-    model.uri = str(tmp_path / "Trainer" / "model")
+    model.uri = os.path.join(root, "Trainer", "model")
     evaluation = standard_artifacts.ModelEvaluation()
-    evaluation.uri = str(tmp_path / "evaluation" / pipeline_run_id)
-    os.makedirs(evaluation.uri)
+    evaluation.uri = os.path.join(root, "evaluation", pipeline_run_id)
+    fileio.makedirs(evaluation.uri)
     component = Evaluator(
         examples=Channel(type=standard_artifacts.Examples),
         model=Channel(type=standard_artifacts.Model),
@@ -83,7 +88,7 @@ def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, 
     executor.Executor(context).Do(
         {"examples": [examples], "model": [model]}, {"evaluation": [evaluation]}, component.exec_properties
     )
-    with open(os.path.join(evaluation.uri, EVALUATION_FILE)) as f:
+    with fileio.open(os.path.join(evaluation.uri, EVALUATION_FILE)) as f:
         return evaluation, json.load(f)
 
 
@@ -134,6 +139,11 @@ def test_scores_both_splits_samples_and_finishes_the_training_run(setup):
     mlflow.set_tracking_uri(tracking_uri)
     (version,) = client.search_model_versions("name = 'minigpt'")
     assert result["registered_model"] == f"models:/minigpt/{version.version}" and version.run_id == run.info.run_id
+    # It ships the whole package as code (the class and what it imports), so it loads
+    # where this project is not installed.
+    code = os.path.join(mlflow.artifacts.download_artifacts("models:/minigpt/latest", dst_path=str(tmp_path)), "code")
+    for module in ("tracking/text_model.py", "minigpt/cached_decoding.py", "serving/model_bundle.py"):
+        assert os.path.isfile(os.path.join(code, "components", module)), module
     text_model = mlflow.pyfunc.load_model("models:/minigpt/latest")
     greedy, top_k = (text_model.predict(["the cat", "a dog ran"], params={"decoder": d}) for d in ("greedy", "top_k"))
     # A prompt keeps its last num_tokens_to_generate // 2 tokens (2 here): room to generate.
@@ -193,3 +203,19 @@ def test_max_batches_scores_rows_spread_over_the_split_not_its_first_ones(setup)
     _, result = _evaluate(tmp_path, tracking_uri, "train-run", {**EVAL_CONFIG, "batch_size": 2, "max_batches": 1})
     # One batch of 2 rows, one of each kind (4 + 7 labels), not the first 2 (7 + 7).
     assert result["perplexity"]["eval"]["tokens"] == 4 + 7
+
+
+def test_artifacts_at_uris_not_on_this_disk_are_read_and_logged(setup):
+    """Under a gs:// pipeline root every artifact is a URI (here on TensorFlow's in-memory
+    filesystem): the model bundle is loaded from there and logged with the text model."""
+    tmp_path, tracking_uri, training_run = setup
+    with ram_folder(tmp_path.name) as root:
+        for folder in ("examples", "Trainer"):
+            copy_tree(str(tmp_path / folder), f"{root}/{folder}")
+        _, result = _evaluate(tmp_path, tracking_uri, "train-run", root=root)
+        assert result["perplexity"]["eval"]["perplexity"] == pytest.approx(len(VOCAB), rel=1e-4)
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(training_run.run_id).info.status == "FINISHED"
+    mlflow.set_tracking_uri(tracking_uri)
+    text_model = mlflow.pyfunc.load_model(result["registered_model"])
+    assert text_model.predict(["the cat"], params={"decoder": "greedy"})[0].split()[:2] == ["the", "cat"]

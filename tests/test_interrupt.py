@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from components import interrupt
 from components.minigpt.callbacks import RaiseOnInterrupt
+from components.runtime import interrupt
 
 
 class _SigintWhenCollected:

@@ -1,6 +1,6 @@
 """Compiling for Kubeflow Pipelines v2 / Vertex AI and submitting, up to the network call.
 
-The golden spec is checked twice: against the file (any change is reviewed), and with
+The golden specs are checked twice: against the files (any change is reviewed), and with
 the platform's own protos from kfp-pipeline-spec (what Vertex/Kubeflow will parse).
 """
 
@@ -9,6 +9,8 @@ import json
 import os
 import re
 import threading
+import urllib.parse
+from typing import NamedTuple, Optional
 
 import google.auth
 import pytest
@@ -16,10 +18,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 
 from pipeline import run
 from pipeline.kubeflow import check_cron
-from tests.golden.spec import GOLDEN_PATH, VERTEX_CONFIG, golden_job, normalized
+from tests.golden.spec import GOLDEN_PATHS, VERTEX_CONFIG, golden, normalized
 
 ORDER = ["TextExampleGen", "VocabGen", "DecoderCheck", "Tokenize", "Trainer", "Evaluator"]
 IMAGE = "us-central1-docker.pkg.dev/my-project/minigpt/pipeline:latest"
@@ -33,17 +36,31 @@ EXECUTORS = {
 }
 BEAM_STEPS = ("TextExampleGen", "VocabGen", "Tokenize")
 KUBEFLOW_V2_ENTRYPOINT = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+# The parameter types KFP's driver lets a constant of each JSON kind fill.
+DRIVER_PARAMETER_TYPES = {
+    str: {"STRING"},
+    int: {"NUMBER_INTEGER", "NUMBER_DOUBLE"},
+    float: {"NUMBER_INTEGER", "NUMBER_DOUBLE"},
+    bool: {"BOOLEAN"},
+}
 
 
 @pytest.fixture(scope="module")
 def job():
-    return golden_job()
+    return golden("vertex")
 
 
-def test_the_compiled_spec_matches_the_golden_file(job):
-    with open(GOLDEN_PATH, encoding="utf-8") as f:
-        golden = json.load(f)
-    assert job == golden, "the compiled spec changed: review it, then run `make golden`"
+@pytest.fixture(scope="module")
+def kubeflow_package():
+    return golden("kubeflow")
+
+
+@pytest.mark.parametrize("orchestrator", sorted(GOLDEN_PATHS))
+def test_the_compiled_spec_matches_the_golden_file(orchestrator, job, kubeflow_package):
+    with open(GOLDEN_PATHS[orchestrator], encoding="utf-8") as f:
+        expected = json.load(f)
+    compiled = job if orchestrator == "vertex" else kubeflow_package
+    assert compiled == expected, "the compiled spec changed: review it, then run `make golden`"
 
 
 def test_the_platform_protos_accept_the_spec_and_it_runs_six_cached_tasks_in_order(job):
@@ -85,6 +102,66 @@ def test_the_platform_protos_accept_the_spec_and_it_runs_six_cached_tasks_in_ord
     assert not deployment.executors["Evaluator_executor"].container.resources.accelerator.type
 
 
+def _container(spec: dict, task: str) -> dict:
+    component = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+    return spec["deploymentSpec"]["executors"][spec["components"][component]["executorLabel"]]["container"]
+
+
+def _exec_properties(spec: dict, task: str) -> dict:
+    """The task's constants as TFX's entrypoint in its container reads them, handed over as
+    the platform's driver does: a 2.1 `constant` as a protobuf Value in `parameter_values`
+    (read with the input spec the compiler put in the container's args), a 2.0
+    `constantValue` as a pipeline Value in `parameters`."""
+    inputs = pipeline_spec_pb2.ExecutorInput.Inputs()
+    for name, parameter in spec["root"]["dag"]["tasks"][task]["inputs"].get("parameters", {}).items():
+        value = parameter["runtimeValue"]
+        if "constant" in value:
+            json_format.ParseDict(value["constant"], inputs.parameter_values[name])
+        else:
+            json_format.ParseDict(value["constantValue"], inputs.parameters[name])
+    args = _container(spec, task)["args"]
+    inputs_spec = None
+    if "--json_serialized_inputs_spec_args" in args:
+        text = args[args.index("--json_serialized_inputs_spec_args") + 1]
+        inputs_spec = json_format.Parse(text, pipeline_spec_pb2.ComponentInputsSpec())
+    properties = kubeflow_v2_entrypoint_utils.parse_execution_properties(
+        inputs.parameter_values, inputs.parameters, inputs_spec
+    )
+    return {name: (type(value), value) for name, value in properties.items()}
+
+
+def test_the_kubeflow_spec_holds_only_constants_kfps_driver_resolves(job, kubeflow_package):
+    # KFP's driver resolves runtimeValue.constant (schema 2.1) and fails a task on 2.0's constantValue.
+    spec = kubeflow_package["pipeline_spec"]
+    assert spec["schemaVersion"] == "2.1.0"
+    assert "constantValue" not in json.dumps(spec)
+    json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    # Each constant is of the type its component declares, as the driver checks...
+    for task in ORDER:
+        component = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+        declared = spec["components"][component]["inputDefinitions"].get("parameters", {})
+        for name, parameter in spec["root"]["dag"]["tasks"][task]["inputs"].get("parameters", {}).items():
+            kinds = DRIVER_PARAMETER_TYPES[type(parameter["runtimeValue"]["constant"])]
+            assert declared[name]["parameterType"] in kinds, (task, name)
+    # ...and every executor reads the exec properties it reads on Vertex, of the same types.
+    assert job["pipelineSpec"]["schemaVersion"] == "2.0.0"
+    for task in ORDER:
+        assert _exec_properties(spec, task) == _exec_properties(job["pipelineSpec"], task), task
+    assert {"custom_config", "run_fn"} <= set(_exec_properties(spec, "Trainer"))
+
+
+def test_the_kubeflow_trainer_pod_asks_for_a_kubernetes_gpu_on_a_node_of_that_model(kubeflow_package):
+    # KFP's driver puts the accelerator type into the pod's resource limits as it is.
+    resources = _container(kubeflow_package["pipeline_spec"], "Trainer")["resources"]
+    assert resources == {"accelerator": {"count": "1", "type": "nvidia.com/gpu"}, "cpuLimit": 8.0, "memoryLimit": 32.0}
+    platform = json_format.ParseDict(kubeflow_package["platform_spec"], pipeline_spec_pb2.PlatformSpec())
+    executors = platform.platforms["kubernetes"].deployment_spec.executors
+    assert set(executors) == {"Trainer_executor"}
+    # kfp-kubernetes' KubernetesExecutorConfig; GKE labels a GPU node with its model.
+    selector = {"nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4"}}}
+    assert json_format.MessageToDict(executors["Trainer_executor"]) == selector
+
+
 def test_the_spec_names_no_path_of_this_machine(job):
     text = json.dumps(job)
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,7 +194,13 @@ def test_good_schedules_pass(cron):
         (["--orchestrator=vertex", "--pipeline-root", "/tmp/root"], "--pipeline-root: must be a bucket URI"),
         (["--orchestrator=vertex", "--set", "cloud.image=null"], "--image: is required"),
         (["--orchestrator=kubeflow"], "--host: is required"),
-        (["--orchestrator=vertex", "--host", "http://kfp"], "--host: names a Kubeflow Pipelines API"),
+        (["--orchestrator=vertex", "--host", "http://kfp"], "--host: is for Kubeflow Pipelines"),
+        (["--orchestrator=vertex", "--namespace", "team-a"], "--namespace: is for Kubeflow Pipelines"),
+        (["--orchestrator=kubeflow", "--compile-only", "x.json"], "--compile-only: Kubeflow Pipelines takes a .yaml"),
+        (
+            ["--orchestrator=kubeflow", "--host", "http://kfp", "--set", "cloud.trainer.accelerator_type=TPU_V3"],
+            "cloud.trainer.accelerator_type: 'TPU_V3': a Kubeflow Trainer pod asks for NVIDIA GPUs only",
+        ),
         (["--schedule", "0 3 * * *"], "--schedule: needs --orchestrator=vertex"),
         (["--orchestrator=vertex", "--set", "mlflow.tracking_uri=sqlite:///m.db"], "mlflow.tracking_uri: must be a"),
         (["--orchestrator=vertex", "--set", "data.corpus=/data/books"], "data.corpus: must be 'embedded' or a gs://"),
@@ -130,6 +213,14 @@ def test_bad_combinations_fail_before_any_work_with_one_line(flags, message, cap
     assert code == 2 and len(err.splitlines()) == 1
     assert re.search(message, err), err
     assert not os.listdir(tmp_path)  # nothing compiled, nothing written
+
+
+class _Request(NamedTuple):
+    method: str
+    path: str
+    query: dict
+    body: Optional[dict]
+    headers: dict
 
 
 class _FakeKubeflowApi(http.server.BaseHTTPRequestHandler):
@@ -147,8 +238,17 @@ class _FakeKubeflowApi(http.server.BaseHTTPRequestHandler):
     def _answer(self, method):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
-        path = self.path.split("?")[0]
-        type(self).requests.append((method, path, body))
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
+        type(self).requests.append(
+            _Request(
+                method,
+                path,
+                urllib.parse.parse_qs(url.query),
+                body,
+                {name.lower(): value for name, value in self.headers.items()},
+            )
+        )
         payload = json.dumps(self.RESPONSES.get((method, path), {})).encode()
         self.send_response(200 if (method, path) in self.RESPONSES else 404)
         self.send_header("Content-Type", "application/json")
@@ -177,7 +277,7 @@ def kubeflow_api():
 
 @pytest.mark.parametrize("schedule", [None, "0 3 * * 1"])
 def test_kubeflow_submission_sends_the_compiled_spec_through_kfp_client(
-    kubeflow_api, schedule, tmp_path, capsys, monkeypatch
+    kubeflow_api, kubeflow_package, schedule, tmp_path, capsys, monkeypatch
 ):
     host, requests = kubeflow_api
     monkeypatch.chdir(tmp_path)  # the spec is written to ./outputs, as in the golden config
@@ -187,9 +287,10 @@ def test_kubeflow_submission_sends_the_compiled_spec_through_kfp_client(
     out = capsys.readouterr().out
     assert code == 0
     endpoint = "/apis/v2beta1/recurringruns" if schedule else "/apis/v2beta1/runs"
-    (body,) = [body for method, path, body in requests if (method, path) == ("POST", endpoint)]
-    # The same pipeline as Vertex gets; the pipeline root travels with the run.
-    assert normalized(body["pipeline_spec"]) == golden_job()["pipelineSpec"]
+    (body,) = [r.body for r in requests if (r.method, r.path) == ("POST", endpoint)]
+    # The package compiled for Kubeflow, with the Trainer's Kubernetes settings; the
+    # pipeline root travels with the run.
+    assert normalized(body["pipeline_spec"]) == kubeflow_package
     assert body["runtime_config"]["pipeline_root"] == "gs://my-bucket/minigpt/pipeline_root"
     assert body["experiment_id"] == "exp-1"
     if schedule:
@@ -197,6 +298,43 @@ def test_kubeflow_submission_sends_the_compiled_spec_through_kfp_client(
         assert "Scheduled on Kubeflow Pipelines" in out and "rr-1" in out
     else:
         assert "Submitted on Kubeflow Pipelines" in out and "run-1" in out
+
+
+@pytest.mark.parametrize("credential", ["KFP_TOKEN", "KF_PIPELINES_SA_TOKEN_PATH"])
+def test_kubeflow_submission_reaches_a_profile_namespace_with_the_environments_token(
+    kubeflow_api, credential, tmp_path, capsys, monkeypatch
+):
+    host, requests = kubeflow_api
+    monkeypatch.chdir(tmp_path)
+    token = "kfp-secret-token"
+    if credential == "KFP_TOKEN":
+        monkeypatch.setenv("KFP_TOKEN", token)
+    else:  # a file kfp reads before each request, such as a projected service-account token
+        (tmp_path / "token").write_text(token)
+        monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "token"))
+    code = run.main(["--config", VERTEX_CONFIG, "--orchestrator=kubeflow", "--host", host,
+                     "--namespace", "team-a", "--runner=DataflowRunner"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert requests and all(r.headers.get("authorization") == f"Bearer {token}" for r in requests)
+    # The experiment, and so the run in it, is the profile's.
+    (lookup,) = [r for r in requests if (r.method, r.path) == ("GET", "/apis/v2beta1/experiments")]
+    assert lookup.query["namespace"] == ["team-a"]
+    (experiment,) = [r.body for r in requests if (r.method, r.path) == ("POST", "/apis/v2beta1/experiments")]
+    assert experiment["namespace"] == "team-a"
+    # The secret is in no request body and no file written.
+    assert token not in json.dumps([r.body for r in requests])
+    written = [path for path in (tmp_path / "outputs").rglob("*") if path.is_file()]
+    assert written and not any(token in path.read_text() for path in written)
+
+
+def test_a_kubeflow_schedule_with_a_time_zone_is_refused_before_any_request(kubeflow_api, tmp_path, capsys):
+    host, requests = kubeflow_api
+    code = run.main(["--config", VERTEX_CONFIG, "--orchestrator=kubeflow", "--host", host,
+                     "--schedule", "TZ=Europe/Paris 30 2 * * 1", "--set", f"output_dir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert re.search(r"--schedule: 'TZ=Europe/Paris 30 2 \* \* 1': Kubeflow Pipelines takes no time zone", err), err
+    assert requests == [] and not os.listdir(tmp_path)
 
 
 def test_an_unreachable_kubeflow_api_is_one_line_and_the_spec_is_kept(tmp_path, capsys):
@@ -208,16 +346,16 @@ def test_an_unreachable_kubeflow_api_is_one_line_and_the_spec_is_kept(tmp_path, 
     assert os.path.exists(tmp_path / "minigpt-simplebooks92_kubeflow.yaml")
 
 
-@pytest.mark.parametrize("schedule", [None, "0 3 * * 1"])
-def test_vertex_submission_builds_the_pipeline_job_the_sdk_would_send(schedule, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("schedule", [None, "0 3 * * 1", "TZ=Europe/Paris 30 2 * * 1"])
+def test_vertex_submission_builds_the_pipeline_job_the_sdk_would_send(job, schedule, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), "my-project"))
     sent = {}
 
     def submit(self, **kwargs):  # the network call
-        sent["job"] = self
+        sent.update(job=self, **kwargs)
 
     def create_schedule(self, cron, display_name, **kwargs):  # the network call
-        sent.update(job=self, cron=cron, display_name=display_name)
+        sent.update(job=self, cron=cron, display_name=display_name, **kwargs)
         return type("Schedule", (), {"resource_name": "projects/my-project/schedules/1"})()
 
     monkeypatch.setattr(aiplatform.PipelineJob, "submit", submit)
@@ -229,8 +367,10 @@ def test_vertex_submission_builds_the_pipeline_job_the_sdk_would_send(schedule, 
     assert code == 0, capsys.readouterr().err
     # The request body as the SDK would serialise it.
     request = json.loads(type(sent["job"]._gca_resource).to_json(sent["job"]._gca_resource))
-    assert normalized(request["pipelineSpec"]) == golden_job()["pipelineSpec"]
+    assert normalized(request["pipelineSpec"]) == job["pipelineSpec"]
     assert request["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-bucket/minigpt/pipeline_root"
     assert sent["job"].project == "my-project" and sent["job"].location == "us-central1"
+    # Its runs run as the pipeline's service account, not the Compute Engine default one.
+    assert sent["service_account"] == "minigpt-pipelines@my-project.iam.gserviceaccount.com"
     if schedule:
-        assert sent["cron"] == "0 3 * * 1"
+        assert sent["cron"] == schedule  # Vertex reads a TZ= prefix itself (UTC without one)

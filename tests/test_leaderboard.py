@@ -11,6 +11,7 @@ from components.minigpt.leaderboard import (
     mean_log_likelihood,
     repeated_ngram_rate,
     score,
+    tokens_per_second,
 )
 from components.minigpt.model import GPTConfig, build_model
 
@@ -55,7 +56,8 @@ def test_score_reports_every_measure():
     keras.utils.set_random_seed(0)
     model = build_model(GPTConfig(vocabulary_size=30, seq_len=16, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1))
     ids = np.array([[2] + LOOPING[:9] + [0] * 6, [2, 3] + VARIED[:8] + [0] * 6])
-    measures = score(model, ids, [1, 2], seconds=0.5)
+    assert tokens_per_second(ids, [1, 2], seconds=0.5) == 17 / 0.5
+    measures = score(model, ids, [1, 2], tokens_per_s=34.0)
     assert measures["mean_length"] == (9 + 8) / 2
-    assert measures["tokens_per_s"] == 17 / 0.5
+    assert measures["tokens_per_s"] == 34.0
     assert measures["mean_log_likelihood"] < 0

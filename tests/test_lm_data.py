@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from components.errors import InputDataError
-from components.lm_data import read_labels
+from components.data.lm_data import read_labels
+from components.runtime.errors import InputDataError
 from tests.conftest import write_token_examples
 
 ROWS = [[3, 4, 5, 8], [3, 7, 8], [6, 3, 4, 9, 9, 9], [4, 4], [3]]

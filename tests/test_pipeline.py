@@ -6,13 +6,13 @@ import shutil
 
 import pytest
 
-from components.errors import ConfigError
+from components.runtime.errors import ConfigError
 from components.trainer import keys
 from components.trainer.trainer_module import _checkpoint_dir
 from pipeline.beam_args import IN_MEMORY_MAX_BYTES, LOCAL_SETUP_FILE, direct_runner_args
 from pipeline.code_digest import code_digest
 from pipeline.config import load_config
-from pipeline.dag import TRAINER_MODULES, create_pipeline, training_code_digest
+from pipeline.dag import EVALUATOR_MODULES, TRAINER_MODULES, create_pipeline, training_code_digest
 from tests.conftest import REPO_ROOT, TINY_CONFIG
 
 
@@ -134,26 +134,36 @@ def test_the_trainer_runs_an_installed_function_not_a_file_of_this_machine(tiny_
 
 
 @pytest.mark.parametrize(
-    "edited, retrains",
+    "modules, edited, reruns",
     [
-        ("components/trainer/fit.py", True),  # batches, shuffling, the epoch kept
-        ("components/trainer/executor.py", True),  # what run_fn is given
-        ("components/minigpt/model.py", True),
-        ("components/minigpt/losses.py", True),  # imported inside a function only
-        ("components/evaluator/executor.py", False),
-        ("components/text_example_gen/executor.py", False),
+        (TRAINER_MODULES, "components/trainer/fit.py", True),  # batches, shuffling, the epoch kept
+        (TRAINER_MODULES, "components/trainer/executor.py", True),  # what run_fn is given
+        (TRAINER_MODULES, "components/minigpt/model.py", True),
+        (TRAINER_MODULES, "components/minigpt/losses.py", True),  # imported inside a function only
+        (TRAINER_MODULES, "components/evaluator/executor.py", False),
+        (TRAINER_MODULES, "components/text_example_gen/executor.py", False),
+        (EVALUATOR_MODULES, "components/minigpt/perplexity.py", True),
+        (EVALUATOR_MODULES, "components/minigpt/leaderboard.py", True),
+        (EVALUATOR_MODULES, "components/trainer/fit.py", False),
     ],
 )
-def test_a_change_to_the_code_the_trainer_imports_changes_its_cache_key(tmp_path, edited, retrains):
-    """The digest follows the Trainer's imports: editing any file they reach retrains,
-    editing code the Trainer never runs does not."""
+def test_a_change_to_the_code_a_component_imports_changes_its_cache_key(tmp_path, modules, edited, reruns):
+    """The digest follows a component's imports: editing any file they reach reruns it,
+    editing code it never runs does not."""
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(os.path.join(REPO_ROOT, "components"), tmp_path / "components", ignore=ignore)
-    before = code_digest(TRAINER_MODULES, root=str(tmp_path))
-    assert before == training_code_digest()  # the copy hashes as the project does
+    before = code_digest(modules, root=str(tmp_path))
+    assert before == code_digest(modules)  # the copy hashes as the project does
     with open(tmp_path / edited, "a", encoding="utf-8") as f:
         f.write("# a change\n")
-    assert (code_digest(TRAINER_MODULES, root=str(tmp_path)) != before) is retrains
+    assert (code_digest(modules, root=str(tmp_path)) != before) is reruns
+
+
+def test_the_compiled_components_carry_their_code_digests(tiny_corpus):
+    pipeline = _create(load_config(TINY_CONFIG), tiny_corpus)
+    assert _component(pipeline, "Evaluator").exec_properties["code_digest"] == code_digest(EVALUATOR_MODULES)
+    trainer_config = json.loads(_component(pipeline, "Trainer").exec_properties["custom_config"])
+    assert trainer_config[keys.CODE_DIGEST] == training_code_digest()
 
 
 class _FnArgs:

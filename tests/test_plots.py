@@ -6,9 +6,9 @@ import pytest
 from matplotlib.image import imread
 from mlflow.tracking import MlflowClient
 
-from components import plots
-from components.formats import LENGTH_BUCKET_BYTES, length_bucket
-from components.tracking import PipelineRun
+from components.data.formats import LENGTH_BUCKET_BYTES, length_bucket
+from components.tracking import plots
+from components.tracking.mlflow_runs import PipelineRun
 
 
 def _png(fig, path):

@@ -16,8 +16,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from components.buffered_run import BufferedRun
-from components.tracking import PipelineRun, artifact_paths, tracking_environment
+from components.tracking.buffered_run import BufferedRun
+from components.tracking.mlflow_runs import PipelineRun, artifact_paths, tracking_environment
 from components.trainer.trainer_module import UNLOGGED_FILE
 from pipeline import run
 from pipeline.run_summary import latest_run

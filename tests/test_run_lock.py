@@ -11,7 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 from mlflow.tracking import MlflowClient
 from tfx.orchestration import metadata
 
-from components.tracking import PipelineRun
+from components.tracking.mlflow_runs import PipelineRun
 from pipeline.run_lock import ENDED_BY_TAG, RunInProgressError, end_orphaned_executions, end_orphaned_runs, output_lock
 from tests.test_run_summary import COMPLETE, record_pipeline_run
 

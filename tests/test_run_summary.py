@@ -6,8 +6,8 @@ from ml_metadata.proto import metadata_store_pb2
 from mlflow.tracking import MlflowClient
 from tfx.orchestration import metadata
 
-from components.formats import EVALUATION_FILE
-from components.tracking import PipelineRun
+from components.data.formats import EVALUATION_FILE
+from components.tracking.mlflow_runs import PipelineRun
 from pipeline.config import load_config
 from pipeline.local_run import end_open_mlflow_run
 from pipeline.run_summary import latest_run, perplexities
@@ -115,3 +115,6 @@ def test_without_a_test_split_the_summary_says_the_eval_perplexity_is_the_only_o
     (row,) = perplexities(only_eval)
     assert row.split == "eval" and row.meaning.endswith("no test split: this is the only perplexity")
     assert perplexities(None) == []
+    # An evaluation.json written before the test split (one eval perplexity) still reads.
+    (old,) = perplexities({"perplexity": 12.5, "num_tokens": 99})
+    assert (old.split, old.perplexity, old.tokens) == ("eval", 12.5, 99)

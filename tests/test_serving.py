@@ -12,8 +12,9 @@ import keras
 import mlflow
 import pytest
 
-from components import model_bundle, text_model
 from components.minigpt.model import GPTConfig, build_model
+from components.serving import model_bundle
+from components.tracking import text_model
 from pipeline import generate
 from pipeline.config import EvalConfig
 from tests.conftest import REPO_ROOT, free_port, wait_for_http

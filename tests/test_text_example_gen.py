@@ -15,8 +15,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from components.errors import InputDataError
-from components.formats import LINE_COUNTERS, example_text, parse_text, text_to_example
+from components.data.formats import LINE_COUNTERS, example_text, parse_text, text_to_example
+from components.runtime.errors import InputDataError
 from components.text_example_gen import executor
 from components.text_example_gen.component import TextExampleGen
 

@@ -10,8 +10,8 @@ import tensorflow as tf
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import Channel, standard_artifacts
 
-from components.artifact_types import Vocabulary
-from components.lm_data import read_labels
+from components.data.artifact_types import Vocabulary
+from components.data.lm_data import read_labels
 from components.minigpt.sequences import canonical_order, features_from_labels
 from components.minigpt.tokenizer import TextCodec
 from components.tokenize import executor

@@ -3,7 +3,7 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from components.tracking import PIPELINE_RUN_ID_TAG, PipelineRun
+from components.tracking.mlflow_runs import PIPELINE_RUN_ID_TAG, PipelineRun
 
 
 @pytest.fixture

@@ -15,14 +15,16 @@ import tensorflow as tf
 from google.auth.credentials import AnonymousCredentials
 from mlflow.tracking import MlflowClient
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 from tfx.extensions.google_cloud_ai_platform import runner as vertex_runner
 from tfx.proto.orchestration import pipeline_pb2
 from tfx.types import Channel, standard_artifacts
 
-from components import model_bundle
-from components.artifact_types import Vocabulary
-from components.errors import ConfigError, InputDataError
+from components.data.artifact_types import Vocabulary
 from components.minigpt.training import resolve_settings
+from components.runtime.errors import ConfigError, InputDataError
+from components.serving import model_bundle
+from components.tracking.mlflow_runs import artifact_paths
 from components.trainer import executor, keys, trainer_module
 from components.trainer import fit as fit_module
 from components.trainer.component import Trainer
@@ -38,6 +40,7 @@ from tests.conftest import (
     tokenize,
     write_token_examples,
 )
+from tests.ram_filesystem import ram_folder
 
 EPOCHS = 3
 SEQ_LEN = 16
@@ -77,6 +80,7 @@ def fn_args_factory(tmp_path):
                         epoch_sample_tokens=4,
                         seed=1,
                         backend=backend,
+                        learning_rate_schedule="cosine",  # what a larger corpus trains with
                     )
                 ),
                 keys.LOWERCASE: True,
@@ -115,7 +119,7 @@ def test_run_fn_exports_the_bundle_and_logs_every_epoch(fn_args_factory):
     assert manifest.mlflow_run_id == run.info.run_id
     assert run.info.status == "RUNNING"  # the Evaluator finishes it
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3]
-    # The default cosine schedule over the run's 3 epochs x 2 steps, as logged after each epoch.
+    # The cosine schedule over the run's 3 epochs x 2 steps, as logged after each epoch.
     logged_rates = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr")]
     assert logged_rates == pytest.approx([cosine_rate(step, total=2 * EPOCHS) for step in (2, 4, 6)])
     # The exported weights are the best epoch's, and the run says which one it was.
@@ -162,7 +166,7 @@ def test_on_jax_the_fit_runs_in_a_child_process_and_tensorflow_serves_its_weight
     run = _run_for(client, "run-jax")
     assert run.data.params["train.backend_resolved"] == "jax"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2, 3]
-    # The default cosine schedule over the run's 3 epochs x 2 steps, as logged after each epoch.
+    # The cosine schedule over the run's 3 epochs x 2 steps, as logged after each epoch.
     logged_rates = [m.value for m in client.get_metric_history(run.info.run_id, "train/lr")]
     assert logged_rates == pytest.approx([cosine_rate(step, total=2 * EPOCHS) for step in (2, 4, 6)])
     assert "train.best_epoch" in run.data.metrics and run.data.metrics["model.num_parameters"] > 0
@@ -379,7 +383,7 @@ trainer_module.run_fn(tfx.components.FnArgs(**json.load(open(sys.argv[1]))))
 ONE_PROCESS = """
 import json, sys
 import keras
-from components.lm_data import read_labels
+from components.data.lm_data import read_labels
 from components.minigpt.model import GPTConfig
 from components.minigpt.multiprocess import ClusterRole
 from components.minigpt.sequences import features_from_labels
@@ -470,3 +474,39 @@ def test_two_replicas_train_data_parallel_and_only_the_chief_logs_and_exports(fn
     alone = json.loads(_finished(_python(ONE_PROCESS, one_args, KERAS_BACKEND="jax")).strip().splitlines()[-1])
     logged = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
     np.testing.assert_allclose(logged, alone, rtol=1e-5)
+
+
+def test_under_a_bucket_root_run_fn_logs_the_vocabulary_and_bundle_from_their_uris(fn_args_factory, tmp_path):
+    """Under a gs:// pipeline root (every Vertex and Kubeflow run) the vocabulary, the
+    model folders and the checkpoints are URIs, not local files (here on TensorFlow's
+    in-memory filesystem, addressed the same way). MLflow's client uploads from local disk
+    only: the run ended FAILED after the export."""
+    make, client = fn_args_factory
+    fn_args = make("bucket")
+    cfg = fn_args.custom_config
+    with ram_folder(tmp_path.name) as root:
+        vocab_path = f"{root}/VocabGen/vocabulary/vocab.txt"
+        fileio.makedirs(os.path.dirname(vocab_path))
+        fileio.copy(cfg[keys.VOCABULARY_PATH], vocab_path)
+        cfg[keys.VOCABULARY_PATH] = vocab_path
+        cfg[keys.CHECKPOINT_ROOT] = f"{root}/checkpoints"
+        cfg[keys.COMPILATION_CACHE_DIR] = None  # what the pipeline gives a bucket root
+        fn_args.serving_model_dir = f"{root}/Trainer/model/Format-Serving"
+        fn_args.model_run_dir = f"{root}/Trainer/model_run"
+        trainer_module.run_fn(fn_args)
+
+        run = _run_for(client, "bucket")
+        assert run.info.status == "RUNNING"  # the Evaluator finishes it
+        bundle = sorted(
+            os.path.join(folder, name)[len(fn_args.serving_model_dir) + 1 :]
+            for folder, _, files in fileio.walk(fn_args.serving_model_dir)
+            for name in files
+        )
+        assert model_bundle.KERAS_MODEL_FILE in bundle and "saved_model.pb" in bundle
+        logged = artifact_paths(client, run.info.run_id)
+        assert "vocabulary/vocab.txt" in logged
+        assert sorted(path[len("model/") :] for path in logged if path.startswith("model/")) == bundle
+        (keras_model,) = client.search_logged_models([run.info.experiment_id])
+        assert keras_model.name == "minigpt"
+        model, manifest, vocab = model_bundle.load(fn_args.serving_model_dir)
+        assert manifest.mlflow_run_id == run.info.run_id and model.output_shape[-1] == len(vocab)

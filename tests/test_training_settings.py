@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from components.errors import ConfigError
 from components.minigpt import training
+from components.runtime.errors import ConfigError
 from pipeline.config import load_config
 from tests.conftest import REPO_ROOT
 

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import Channel, standard_artifacts
 
-from components.artifact_types import Vocabulary, read_vocabulary
+from components.data.artifact_types import Vocabulary, read_vocabulary
 from components.vocab_gen import executor
 from components.vocab_gen.component import VocabGen
 from components.vocab_gen.wordpiece import ComputeVocabulary, learn_vocabulary, pretokenize_lines

@@ -12,12 +12,16 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.evaluator import executor
 
+CODE_DIGEST_KEY = "code_digest"
+
 
 class EvaluatorSpec(ComponentSpec):
     PARAMETERS = {
         executor.EVAL_CONFIG_KEY: ExecutionParameter(type=str),
         executor.MLFLOW_CONFIG_KEY: ExecutionParameter(type=str),
         executor.PARAMS_KEY: ExecutionParameter(type=str),
+        # Read by no one: in the cache key, so a change to the evaluation code reruns it.
+        CODE_DIGEST_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -42,6 +46,7 @@ class Evaluator(base_component.BaseComponent):
         eval_config: Dict[str, Any],
         mlflow_config: Dict[str, Any],
         params: Dict[str, Any],
+        code_digest: str = "",
     ):
         """Builds the component.
 
@@ -52,6 +57,9 @@ class Evaluator(base_component.BaseComponent):
             (name -> sampler parameters) and seed.
           mlflow_config: tracking_uri and experiment_name.
           params: flat dict of settings to record as MLflow params.
+          code_digest: a digest of the executor's code (`pipeline.code_digest`): TFX
+            hashes parameters, not the code, so without it a fix to how perplexity or
+            the leaderboard is computed would be served from the cache.
 
         Raises:
           ValueError: if no decoder is configured.
@@ -64,6 +72,7 @@ class Evaluator(base_component.BaseComponent):
             eval_config=json.dumps(eval_config, sort_keys=True),
             mlflow_config=json.dumps(mlflow_config, sort_keys=True),
             params=json.dumps(params, sort_keys=True, default=str),
+            code_digest=code_digest,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         )
         super().__init__(spec=spec)

@@ -21,17 +21,18 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components import model_bundle, plots, text_model
-from components.formats import EVALUATION_FILE
-from components.lm_data import read_labels
+from components.data.formats import EVALUATION_FILE
+from components.data.lm_data import read_labels
 from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.decoders import DECODERS, check_decoders
 from components.minigpt.decoding import bos_prompts, make_sampler, prompt_lengths
-from components.minigpt.leaderboard import MEASURES, eval_prompts, score
+from components.minigpt.leaderboard import MEASURES, eval_prompts, score, tokens_per_second
 from components.minigpt.perplexity import token_weighted_perplexity
 from components.minigpt.sequences import batches, evenly_spaced, features_from_labels
 from components.minigpt.tokenizer import TextCodec
-from components.tracking import TRAINED_IN_RUN_TAG, PipelineRun
+from components.serving import model_bundle
+from components.tracking import plots, text_model
+from components.tracking.mlflow_runs import TRAINED_IN_RUN_TAG, PipelineRun
 
 logger = logging.getLogger(__name__)
 
@@ -141,27 +142,34 @@ def _decoder_leaderboard(
     scores the samples (`components.minigpt.leaderboard`) and logs them; returns the first
     [BOS] sample of each decoder (for the summary) and the leaderboard rows.
 
-    A deterministic decoder (greedy, beam, contrastive) samples [BOS] once: its copies
-    would be the same text, counted again by distinct-n. Each decoder's first call
-    compiles it; the second is the one timed, scored and logged, so tokens/s counts the
-    tokens of the call it timed.
+    Every decoder decodes the same batch (`count` rows from [BOS], `count` prompted), so
+    their tokens/s compare; a deterministic decoder's (greedy, beam, contrastive) [BOS]
+    rows are the same text, so it is scored and logged once, not counted again by
+    distinct-n. Each decoder's first call compiles it; the second is the one timed,
+    scored and logged, so tokens/s counts the tokens of the call it timed.
     """
     num_tokens, count = eval_cfg["num_tokens_to_generate"], eval_cfg["samples_per_decoder"]
     generator = CachedGenerator(model, codec.bos_id, num_tokens)
-    prompted = eval_prompts(labels, codec.bos_id, count, eval_cfg["prompt_tokens"], num_tokens + 1)
+    prompts = np.concatenate(
+        [
+            bos_prompts(codec.bos_id, count, num_tokens + 1),
+            eval_prompts(labels, codec.bos_id, count, eval_cfg["prompt_tokens"], num_tokens + 1),
+        ]
+    )
+    lengths = prompt_lengths(prompts)
     first_samples, board, sample_rows = {}, [], []
     for name, params in eval_cfg["decoders"].items():
-        from_bos = count if DECODERS[name].seeded else 1
-        prompts = np.concatenate([bos_prompts(codec.bos_id, from_bos, num_tokens + 1), prompted])
-        lengths, prompt_texts = prompt_lengths(prompts), codec.detokenize(prompts)
         sampler = make_sampler(name, params, eval_cfg["seed"])
         start = time.time()
         generator.generate_from(sampler, prompts)  # compiles, then decodes
         compile_seconds = time.time() - start
         start = time.time()
         ids = generator.generate_from(sampler, prompts)  # compiled: the steady-state speed, and the logged samples
-        measures = score(model, ids, lengths, time.time() - start)
-        texts = codec.detokenize(ids)
+        speed = tokens_per_second(ids, lengths, time.time() - start)
+        kept = np.arange(len(prompts)) if DECODERS[name].seeded else np.r_[0, count : 2 * count]
+        ids, kept_lengths = ids[kept], lengths[kept]
+        measures = score(model, ids, kept_lengths, speed)
+        texts, prompt_texts = codec.detokenize(ids), codec.detokenize(prompts[kept])
         first_samples[name] = texts[0]
         board.append({"decoder": name, **{m: round(measures[m], 4) for m in MEASURES}})
         logger.info("%s (compiled in %.1fs): %s", name, compile_seconds, board[-1])

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras.src.utils import file_utils
 
-from components import interrupt
+from components.runtime import interrupt
 
 # In the BackupAndRestore folder: the kept epoch, its monitored value and its weights.
 BEST_EPOCH_FILE = "best_epoch.npz"
@@ -140,7 +140,7 @@ class _ShuffledRows(keras.utils.PyDataset):
 
 class RaiseOnInterrupt(keras.callbacks.Callback):
     """Stops training at the next batch after a Ctrl-C that Python dropped on the way
-    (see `components.interrupt`); without `interrupt.install` it never fires."""
+    (see `components.runtime.interrupt`); without `interrupt.install` it never fires."""
 
     def on_train_batch_end(self, batch: int, logs: Dict[str, float] = None) -> None:
         interrupt.raise_if_requested()

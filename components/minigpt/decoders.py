@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Tuple
 
-from components.errors import ConfigError
+from components.runtime.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,8 @@ per decoder, from [BOS] and from prompts taken from held-out lines:
   mean_log_likelihood       mean log p(token | what precedes it) of the generated tokens
                             under the model itself (higher: more "expected" text)
   mean_length               generated tokens before the row ended ([PAD]) or the limit
-  tokens_per_s              generated tokens per second, compiled decoder, steady state
+  tokens_per_s              generated tokens per second, compiled decoder, steady state,
+                            every decoder timed on the same batch of prompts
 """
 
 from __future__ import annotations
@@ -87,8 +88,14 @@ def mean_log_likelihood(model: keras.Model, ids: np.ndarray, samples: Sequence[S
     return float(np.mean(values)) if values else 0.0
 
 
-def score(model: keras.Model, ids: np.ndarray, prompt_lengths: Sequence[int], seconds: float) -> Dict[str, float]:
-    """Every measure in MEASURES for one decoder's samples (`ids`: prompts + generations)."""
+def tokens_per_second(ids: np.ndarray, prompt_lengths: Sequence[int], seconds: float) -> float:
+    """Tokens a decoding call generated (every row of `ids`), per second it took."""
+    return sum(len(sample) for sample in generated_tokens(ids, prompt_lengths)) / seconds
+
+
+def score(model: keras.Model, ids: np.ndarray, prompt_lengths: Sequence[int], tokens_per_s: float) -> Dict[str, float]:
+    """Every measure in MEASURES for one decoder's samples (`ids`: prompts + generations),
+    its speed measured by the caller (`tokens_per_second`) over the call that made them."""
     samples = generated_tokens(ids, prompt_lengths)
     generated = sum(len(sample) for sample in samples)
     return {
@@ -97,5 +104,5 @@ def score(model: keras.Model, ids: np.ndarray, prompt_lengths: Sequence[int], se
         "repeated_4gram_rate": repeated_ngram_rate(samples, 4),
         "mean_log_likelihood": mean_log_likelihood(model, ids, samples, prompt_lengths),
         "mean_length": generated / len(samples),
-        "tokens_per_s": generated / seconds,
+        "tokens_per_s": tokens_per_s,
     }

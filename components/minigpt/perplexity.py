@@ -7,7 +7,7 @@ which over-weights short batches; this sums over tokens instead.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, Tuple
 
 import keras
 
@@ -23,14 +23,10 @@ def nll_and_count(model: keras.Model, features, labels) -> Tuple[float, int]:
     return float(keras.ops.sum(nll * mask)), int(keras.ops.sum(mask))
 
 
-def token_weighted_perplexity(
-    model: keras.Model, batches: Iterable, max_batches: Optional[int] = None
-) -> Tuple[float, int]:
+def token_weighted_perplexity(model: keras.Model, batches: Iterable) -> Tuple[float, int]:
     """(perplexity, number of target tokens) over (features, labels) batches."""
     total_nll, total_tokens = 0.0, 0
-    for i, (features, labels) in enumerate(batches):
-        if max_batches is not None and i >= max_batches:
-            break
+    for features, labels in batches:
         nll, count = nll_and_count(model, features, labels)
         total_nll += nll
         total_tokens += count

@@ -7,7 +7,7 @@ reference's `StartEndPacker(start_value=BOS)` over the tokenizer output produces
 
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -40,12 +40,16 @@ def evenly_spaced(num_rows: int, count: int) -> np.ndarray:
     return np.linspace(0, num_rows - 1, num=count).round().astype(int)
 
 
-def batches_per_epoch(num_rows: int, batch_size: int, keep_partial: bool = True) -> int:
+def batches_per_epoch(
+    num_rows: int, batch_size: int, keep_partial: bool = True, max_steps: Optional[int] = None
+) -> int:
     """Steps in one pass over `num_rows` rows (what a learning-rate schedule counts): Keras'
     `fit` keeps the last partial batch, the multi-process loop drops it
-    (`multiprocess.epoch_batches`)."""
+    (`multiprocess.epoch_batches`); `train.steps_per_epoch` (`max_steps`) caps it, and
+    cannot add batches the data does not have."""
     whole, partial = divmod(num_rows, batch_size)
-    return whole + (1 if partial and keep_partial else 0)
+    count = whole + (1 if partial and keep_partial else 0)
+    return min(count, max_steps) if max_steps else count
 
 
 def batches(features: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:

@@ -7,7 +7,7 @@ from typing import List
 import keras_hub
 import numpy as np
 
-from components.formats import BOS_TOKEN as BOS
+from components.data.formats import BOS_TOKEN as BOS
 
 
 class TextCodec:

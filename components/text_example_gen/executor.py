@@ -29,8 +29,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.errors import InputDataError
-from components.formats import (
+from components.data.formats import (
     LENGTH_BUCKET_BYTES,
     LENGTH_BUCKETS,
     LINE_COUNTERS,
@@ -38,7 +37,8 @@ from components.formats import (
     length_bucket,
     text_to_example,
 )
-from components.progress import Progress
+from components.runtime.errors import InputDataError
+from components.runtime.progress import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from components.artifact_types import Vocabulary, read_vocabulary
-from components.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS, example_text, ids_to_example
-from components.progress import Progress
+from components.data.artifact_types import Vocabulary, read_vocabulary
+from components.data.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS, example_text, ids_to_example
+from components.runtime.progress import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
-from components.artifact_types import Vocabulary
+from components.data.artifact_types import Vocabulary
 from components.trainer import executor
 
 # Imported by module path, not loaded from a file: a path of the compiling machine would

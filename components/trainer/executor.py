@@ -21,9 +21,9 @@ from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_e
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
-from components.artifact_types import Vocabulary
-from components.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS
-from components.tracking import tracking_from_environment
+from components.data.artifact_types import Vocabulary
+from components.data.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS
+from components.tracking.mlflow_runs import tracking_from_environment
 from components.trainer import keys
 
 VOCABULARY_KEY = "vocabulary"

@@ -27,10 +27,8 @@ from typing import Any, Dict, List, Optional
 import keras
 from mlflow.tracking import MlflowClient
 
-from components.artifact_types import read_vocabulary
-from components.buffered_run import BufferedRun, Call
-from components.errors import ConfigError, InputDataError, UserInputError
-from components.lm_data import read_labels
+from components.data.artifact_types import read_vocabulary
+from components.data.lm_data import read_labels
 from components.minigpt import multiprocess
 from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.callbacks import EpochShuffle, KeepBestEpoch, RaiseOnInterrupt
@@ -45,7 +43,9 @@ from components.minigpt.training import (
     use_compilation_cache,
     use_every_local_device,
 )
-from components.tracking import PipelineRun
+from components.runtime.errors import ConfigError, InputDataError, UserInputError
+from components.tracking.buffered_run import BufferedRun, Call
+from components.tracking.mlflow_runs import PipelineRun
 from components.trainer import keys
 
 logger = logging.getLogger("components.trainer.fit")
@@ -75,7 +75,7 @@ class FitResult:
 
 def sectioned(keras_name: str) -> str:
     """Keras' epoch log names as MLflow curve sections: `val_loss` -> `val/loss`, `loss`
-    -> `train/loss` (see `components.tracking` for the naming rule)."""
+    -> `train/loss` (see `components.tracking.mlflow_runs` for the naming rule)."""
     return f"val/{keras_name[4:]}" if keras_name.startswith("val_") else f"train/{keras_name}"
 
 
@@ -137,8 +137,8 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     # Resolved here, where the backend that will train is the one that looks for a GPU.
     settings = resolve_settings(train_cfg["precision"], train_cfg["jit_compile"], train_cfg["steps_per_execution"])
     devices = multiprocess.device_count() if role else use_every_local_device()
-    batches = train_cfg["steps_per_epoch"] or batches_per_epoch(
-        len(train_labels), train_cfg["batch_size"], keep_partial=not role
+    batches = batches_per_epoch(
+        len(train_labels), train_cfg["batch_size"], keep_partial=not role, max_steps=train_cfg["steps_per_epoch"]
     )
     rate = learning_rate_schedule(
         train_cfg["learning_rate"], train_cfg["learning_rate_schedule"], batches * train_cfg["epochs"]

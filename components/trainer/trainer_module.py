@@ -22,21 +22,22 @@ import keras
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
-from components import model_bundle, plots
-from components.artifact_types import read_vocabulary
-from components.buffered_run import BufferedRun
-from components.errors import ConfigError
-from components.formats import LENGTH_BUCKET_BYTES
+from components.data.artifact_types import read_vocabulary
+from components.data.formats import LENGTH_BUCKET_BYTES
 from components.minigpt import multiprocess
 from components.minigpt.decoders import check_fits_vocabulary
 from components.minigpt.model import GPTConfig
 from components.minigpt.training import resolve_backend
-from components.tracking import PipelineRun
+from components.runtime.errors import ConfigError
+from components.runtime.paths import is_uri
+from components.serving import model_bundle
+from components.tracking import plots
+from components.tracking.buffered_run import BufferedRun
+from components.tracking.mlflow_runs import PipelineRun
 from components.trainer import keys
 from components.trainer.fit import FitRequest, fit, fit_in_child_process
 
-# TFX imports this file under a generated module name; log under a stable one.
-logger = logging.getLogger("components.trainer.trainer_module")
+logger = logging.getLogger(__name__)
 # In the model_run folder: the logging calls an unreachable tracking server missed.
 UNLOGGED_FILE = "mlflow_unlogged.json"
 # How often a replica that is not the chief looks for the chief's export.
@@ -69,7 +70,7 @@ def exchange_dir(fn_args: tfx.components.FnArgs, process_id: int) -> Iterator[st
     folder, removed once the fit is loaded (on Vertex `model_run_dir` is a bucket, shared
     by every replica)."""
     name = "fit" if process_id == 0 else f"fit-process-{process_id}"
-    if "://" in fn_args.model_run_dir:
+    if is_uri(fn_args.model_run_dir):
         with tempfile.TemporaryDirectory(prefix=f"minigpt-{name}-") as path:
             yield path
     else:

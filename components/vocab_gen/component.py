@@ -10,7 +10,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.artifact_types import Vocabulary
+from components.data.artifact_types import Vocabulary
 from components.vocab_gen import executor
 
 

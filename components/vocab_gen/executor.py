@@ -12,8 +12,8 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from components.artifact_types import Vocabulary, read_vocabulary
-from components.formats import example_text
+from components.data.artifact_types import Vocabulary, read_vocabulary
+from components.data.formats import example_text
 from components.vocab_gen.wordpiece import ComputeVocabulary
 
 logger = logging.getLogger(__name__)

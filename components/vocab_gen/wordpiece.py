@@ -24,7 +24,7 @@ import apache_beam as beam
 # keras_nlp's own pretokenizer, so the word-splitting rules cannot drift from it.
 from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
 
-from components.progress import Progress
+from components.runtime.progress import Progress
 from components.vocab_gen import learner
 
 PRETOKENIZE_BATCH = 512

@@ -1,4 +1,4 @@
-"""Rewrites the golden Kubeflow/Vertex spec after an intended change: `make golden`.
+"""Rewrites the golden Vertex and Kubeflow specs after an intended change: `make golden`.
 
 Review the diff: it is what Vertex AI / Kubeflow Pipelines will be given.
 """
@@ -9,10 +9,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tests.golden.spec import GOLDEN_PATH, golden_job  # noqa: E402
+from tests.golden.spec import GOLDEN_PATHS, golden  # noqa: E402
 
 if __name__ == "__main__":
-    with open(GOLDEN_PATH, "w", encoding="utf-8") as f:
-        json.dump(golden_job(), f, indent=2, sort_keys=True)
-        f.write("\n")
-    print(f"wrote {GOLDEN_PATH}")
+    for orchestrator, path in GOLDEN_PATHS.items():
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(golden(orchestrator), f, indent=2, sort_keys=True)
+            f.write("\n")
+        print(f"wrote {path}")

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Tuple
 import keras
 from tfx.dsl.io import fileio
 
-from components.artifact_types import read_vocabulary
+from components.data.artifact_types import read_vocabulary
 from components.minigpt.model import GPTConfig
 
 KERAS_MODEL_FILE = "minigpt.keras"
@@ -46,7 +46,7 @@ def export(
     from keras.src.export.saved_model import get_input_signature  # pylint: disable=import-outside-toplevel
 
     from components.minigpt.tokenizer import TextCodec  # pylint: disable=import-outside-toplevel
-    from components.serving_signature import add_generate_endpoint  # pylint: disable=import-outside-toplevel
+    from components.serving.signature import add_generate_endpoint  # pylint: disable=import-outside-toplevel
 
     archive = keras.export.ExportArchive()
     archive.track_and_add_endpoint("serve", model, get_input_signature(model))

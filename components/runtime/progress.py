@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Optional
 
-logger = logging.getLogger("components.progress")
+logger = logging.getLogger("components.runtime.progress")
 INTERVAL_S = 10.0
 
 

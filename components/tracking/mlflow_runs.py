@@ -29,7 +29,8 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from components.errors import first_line
+from components.runtime.errors import first_line
+from components.runtime.paths import local_path
 
 PIPELINE_RUN_ID_TAG = "tfx.pipeline_run_id"
 PIPELINE_NAME_TAG = "tfx.pipeline_name"
@@ -222,7 +223,7 @@ class PipelineRun:
 
     def log_training_curves(self, artifact_file: str = "plots/training_curves.png") -> None:
         """Loss and perplexity per epoch, train against val, drawn from the logged history."""
-        from components import plots  # pylint: disable=import-outside-toplevel  (matplotlib)
+        from components.tracking import plots  # pylint: disable=import-outside-toplevel  (matplotlib)
 
         names = (f"{split}/{m}" for split in ("train", "val") for m in ("loss", "perplexity"))
         self.log_figure(plots.training_curves(self.metric_history(names)), artifact_file)
@@ -238,11 +239,14 @@ class PipelineRun:
         """A table the MLflow UI renders (column name -> values)."""
         self.client.log_table(self.run_id, dict(columns), artifact_file)
 
-    def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
-        if os.path.isdir(local_path):
-            self.client.log_artifacts(self.run_id, local_path, artifact_path)
-        else:
-            self.client.log_artifact(self.run_id, local_path, artifact_path)
+    def log_artifact(self, path: str, artifact_path: Optional[str] = None) -> None:
+        """Logs a file, or a folder's files, from this machine or a URI (gs://: the client
+        uploads from local disk only, so a URI's files are copied here first)."""
+        with local_path(path) as local:
+            if os.path.isdir(local):
+                self.client.log_artifacts(self.run_id, local, artifact_path)
+            else:
+                self.client.log_artifact(self.run_id, local, artifact_path)
 
     @contextlib.contextmanager
     def resumed(self) -> Iterator[None]:

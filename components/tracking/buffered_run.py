@@ -17,9 +17,11 @@ import json
 import logging
 from typing import Any, List, Sequence, Tuple
 
-from components.tracking import PipelineRun, check_reachable
+from tfx.dsl.io import fileio
 
-logger = logging.getLogger("components.buffered_run")
+from components.tracking.mlflow_runs import PipelineRun, check_reachable
+
+logger = logging.getLogger("components.tracking.buffered_run")
 
 PROBE_TIMEOUT_S = 2
 # A logging call: a PipelineRun method's name and its positional arguments.
@@ -80,8 +82,9 @@ class BufferedRun:
         return [(method, list(args)) for method, args in self._pending]
 
     def write_pending(self, path: str) -> None:
-        """Lists the calls not logged in `path` (objects that JSON cannot hold by type name)."""
-        with open(path, "w", encoding="utf-8") as f:
+        """Lists the calls not logged in `path`, local or a URI (objects that JSON cannot
+        hold by type name)."""
+        with fileio.open(path, "w") as f:
             json.dump(
                 [{"call": method, "args": args} for method, args in self.pending],
                 f,

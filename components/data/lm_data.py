@@ -14,9 +14,9 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-from components.errors import InputDataError
-from components.formats import parse_ids
+from components.data.formats import parse_ids
 from components.minigpt.sequences import canonical_order
+from components.runtime.errors import InputDataError
 
 READ_BATCH = 4096
 
