@@ -528,6 +528,38 @@ _SUBNETWORK = re.compile(
 )
 
 
+# The machine family Vertex AI attaches each GPU model to (Vertex AI's "Configure compute
+# resources for custom training" table, 2026): an L4 on an n1 machine is refused at submit.
+GPU_MACHINE_FAMILIES = {
+    "NVIDIA_L4": "g2",
+    "NVIDIA_TESLA_A100": "a2",
+    "NVIDIA_A100_80GB": "a2",
+    "NVIDIA_H100_80GB": "a3",
+    "NVIDIA_H100_MEGA_80GB": "a3",
+    "NVIDIA_H200_141GB": "a3",
+    "NVIDIA_TESLA_T4": "n1",
+    "NVIDIA_TESLA_V100": "n1",
+    "NVIDIA_TESLA_P100": "n1",
+    "NVIDIA_TESLA_P4": "n1",
+}
+
+
+def _check_vertex_training(cloud: CloudConfig) -> None:
+    """A Vertex AI training job needs a project and region, and its GPU a machine of the
+    family that GPU comes in: both fail at submit otherwise, after every step before it."""
+    for key, value in (("cloud.project", cloud.project), ("cloud.region", cloud.region)):
+        if not value:
+            raise ConfigError(key, "cloud.trainer.vertex_training submits a Vertex AI job: set the project and region")
+    trainer = cloud.trainer
+    family = GPU_MACHINE_FAMILIES.get(trainer.accelerator_type or "")
+    if family and not trainer.vertex_machine_type.startswith(f"{family}-"):
+        raise ConfigError(
+            "cloud.trainer.vertex_machine_type",
+            f"{trainer.vertex_machine_type} cannot carry {trainer.accelerator_type}, which Vertex AI attaches to "
+            f"{family}-* machines only",
+        )
+
+
 def _check_cloud(cloud: CloudConfig) -> None:
     for name in ("max_num_workers", "disk_size_gb"):
         _positive(f"cloud.dataflow.{name}", getattr(cloud.dataflow, name))
@@ -544,6 +576,8 @@ def _check_cloud(cloud: CloudConfig) -> None:
             f"set accelerator_type and a positive accelerator_count together, got "
             f"{trainer.accelerator_type!r} x {trainer.accelerator_count}",
         )
+    if trainer.vertex_training:
+        _check_vertex_training(cloud)
     temp = cloud.dataflow.temp_location
     if temp is not None and not temp.startswith("gs://"):
         raise ConfigError("cloud.dataflow.temp_location", f"must be a gs:// folder, got {temp!r}")

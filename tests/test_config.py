@@ -193,3 +193,19 @@ def test_relative_corpus_in_a_config_file_is_relative_to_that_file(tmp_path, mon
         assert load_config(str(moved)).data.corpus == corpus
     # On the command line a relative path is relative to the current directory, as a shell user expects.
     assert load_config(TINY_CONFIG, ["data.corpus=mine"]).data.corpus == "mine"
+
+
+def test_a_vertex_training_job_needs_a_project_and_a_machine_its_gpu_fits():
+    """Both fail at submit otherwise, after every step before the Trainer has run."""
+    vertex = os.path.join(CONFIGS, "vertex.yaml")
+    job = ["cloud.trainer.vertex_training=true"]
+    assert load_config(vertex, job).cloud.trainer.vertex_machine_type == "g2-standard-8"
+    with pytest.raises(ConfigError, match=r"^config error: cloud.trainer.vertex_machine_type: n1-standard-8 cannot "
+                       r"carry NVIDIA_L4, which Vertex AI attaches to g2-\* machines only$"):  # fmt: skip
+        load_config(vertex, [*job, "cloud.trainer.vertex_machine_type=n1-standard-8"])
+    t4 = ["cloud.trainer.accelerator_type=NVIDIA_TESLA_T4", "cloud.trainer.vertex_machine_type=n1-standard-8"]
+    assert load_config(vertex, [*job, *t4]).cloud.trainer.accelerator_type == "NVIDIA_TESLA_T4"
+    with pytest.raises(ConfigError, match=r"^config error: cloud.region: cloud.trainer.vertex_training submits"):
+        load_config(vertex, [*job, "cloud.region=null"])
+    # Without a Vertex job the machine type is not used: not checked.
+    assert load_config(vertex, ["cloud.trainer.vertex_machine_type=n1-standard-8"])
