@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from components.minigpt import training
-from components.runtime.errors import ConfigError
+from components.runtime.errors import ConfigError, MachineError
 from pipeline.config import load_config
 from tests.conftest import REPO_ROOT
 
@@ -26,10 +26,14 @@ def test_auto_precision_is_bf16_where_the_hardware_has_it(monkeypatch, gpu, bf16
     assert training.resolve_settings("float32", True, 4) == ("float32", True, 4)
 
 
-def test_cpu_bf16_is_read_from_the_cpu_flags():
+def test_cpu_bf16_is_read_from_the_cpu_flags_within_onednns_cap(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     with open("/proc/cpuinfo") as f:
         flags = f.read()
     assert training.cpu_has_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    # oneDNN capped below its bf16 kernels (the AVX2 class, emulated): no bf16, whatever the CPU.
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert not training.cpu_has_bf16()
 
 
 def test_unknown_precision_is_rejected_at_load_and_at_resolve():
@@ -160,3 +164,19 @@ def test_a_float16_model_saves_and_loads_with_its_loss_scaling(tmp_path):
     assert isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
     expected = model.evaluate(FEATURES, LABELS, verbose=0)
     np.testing.assert_allclose(loaded.evaluate(FEATURES, LABELS, verbose=0), expected)
+
+
+def test_a_gpu_the_driver_lists_but_the_backend_cannot_use_stops_training(monkeypatch, tmp_path):
+    """JAX would quietly train on the CPU of a GPU machine whose CUDA libraries did not
+    load: a driver listing one GPU (faked) and a backend that sees none (this machine) fail."""
+    monkeypatch.setattr(training, "NVIDIA_GPUS_DIR", str(tmp_path))
+    training.check_gpus_usable()  # the driver lists none: nothing to check
+    (tmp_path / "0000:00:04.0").mkdir()
+    expected = (
+        r"^the NVIDIA driver lists 1 GPU\(s\) \(.*\) but Keras' tensorflow backend sees none, so training would "
+        r"run on the CPU: .*print\(tf.config.list_physical_devices"
+    )
+    with pytest.raises(MachineError, match=expected):
+        training.check_gpus_usable()
+    monkeypatch.setattr(training, "has_gpu", lambda: True)
+    training.check_gpus_usable()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
+from components.runtime.errors import MachineError
+
 if TYPE_CHECKING:  # the config loader imports this module: no Keras at import time
     import keras
 
@@ -30,8 +32,17 @@ class TrainingSettings(NamedTuple):
     steps_per_execution: int
 
 
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) below its first bf16 matmul kernels.
+_ISA_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 def cpu_has_bf16() -> bool:
-    """True where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
+    """True where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16) and
+    oneDNN may use it: `ONEDNN_MAX_CPU_ISA=AVX2` (how one measures the AVX2 class on a
+    newer CPU) leaves oneDNN no bf16 matmul, and XLA, which reads the CPU's own flags,
+    would then ask it for one it cannot build (the process dies with SIGILL)."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ISA_CAPS_WITHOUT_BF16:
+        return False
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = f.read()
@@ -61,6 +72,37 @@ def driver_gpu_count() -> int:
         return len(os.listdir(NVIDIA_GPUS_DIR))
     except OSError:
         return 0
+
+
+# What each backend says about the GPUs it can use, and why not.
+_LIST_GPUS = {
+    "jax": "import jax; print(jax.devices())",
+    "tensorflow": "import tensorflow as tf; print(tf.config.list_physical_devices('GPU'))",
+}
+
+
+def check_gpus_usable() -> None:
+    """Fails where the NVIDIA driver lists GPUs that the Keras backend cannot use.
+
+    `backend: auto` picks JAX because the driver lists a GPU; if JAX's CUDA libraries do
+    not load (no jax[cuda12] wheels, a driver too old for them), JAX falls back to the
+    CPU with one warning, and a job that asked for a GPU would train for hours on its
+    host's CPU without a word. Better to stop before the first step.
+
+    Raises:
+      MachineError: naming the listed GPUs, the backend and how to see why.
+    """
+    import keras  # pylint: disable=import-outside-toplevel
+
+    listed = driver_gpu_count()
+    if listed and not has_gpu():
+        backend = keras.backend.backend()
+        raise MachineError(
+            f"the NVIDIA driver lists {listed} GPU(s) ({NVIDIA_GPUS_DIR}) but Keras' {backend} backend sees none, "
+            f"so training would run on the CPU: its CUDA libraries did not load (see why: python -c "
+            f"{_LIST_GPUS.get(backend, 'import keras')!r}); install the CUDA build of {backend} that the "
+            "driver supports"
+        )
 
 
 def resolve_backend(backend: str) -> str:

@@ -26,6 +26,11 @@ class ConfigError(UserInputError):
         self.key = key
 
 
+class MachineError(UserInputError):
+    """This machine cannot do what the run needs of it (a GPU the driver lists that the
+    Keras backend cannot use): the message names what is missing and how to look."""
+
+
 class PlatformError(UserInputError):
     """A cloud platform refused or could not be reached (credentials, network, quota):
     the compiled spec is fine and kept; the message says where it is and what failed."""

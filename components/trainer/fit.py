@@ -38,6 +38,7 @@ from components.minigpt.sequences import batches_per_epoch, evenly_spaced, featu
 from components.minigpt.tokenizer import TextCodec
 from components.minigpt.training import (
     build_trainable_model,
+    check_gpus_usable,
     learning_rate_schedule,
     resolve_settings,
     use_compilation_cache,
@@ -136,6 +137,7 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
 
     # Resolved here, where the backend that will train is the one that looks for a GPU.
     settings = resolve_settings(train_cfg["precision"], train_cfg["jit_compile"], train_cfg["steps_per_execution"])
+    check_gpus_usable()
     devices = multiprocess.device_count() if role else use_every_local_device()
     batches = batches_per_epoch(
         len(train_labels), train_cfg["batch_size"], keep_partial=not role, max_steps=train_cfg["steps_per_epoch"]
