@@ -8,6 +8,8 @@ import http.server
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import urllib.parse
 from typing import NamedTuple, Optional
@@ -22,6 +24,7 @@ from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 
 from pipeline import run
 from pipeline.kubeflow import check_cron
+from tests.conftest import REPO_ROOT
 from tests.golden.spec import GOLDEN_PATHS, VERTEX_CONFIG, golden, normalized
 
 ORDER = ["TextExampleGen", "VocabGen", "DecoderCheck", "Tokenize", "Trainer", "Evaluator"]
@@ -374,3 +377,45 @@ def test_vertex_submission_builds_the_pipeline_job_the_sdk_would_send(job, sched
     assert sent["service_account"] == "minigpt-pipelines@my-project.iam.gserviceaccount.com"
     if schedule:
         assert sent["cron"] == schedule  # Vertex reads a TZ= prefix itself (UTC without one)
+
+
+def _pre_cache_check(job: dict, corpus: str, out) -> dict:
+    """Runs TextExampleGen's compiled `preCacheCheck` command as Vertex's launcher does:
+    the task's constants as the executor input's parameters (schema 2.0), the corpus at
+    `corpus` instead of the bucket, and an output file; returns what it wrote there."""
+    spec = job["pipelineSpec"]
+    hook = spec["deploymentSpec"]["executors"]["TextExampleGen_executor"]["container"]["lifecycle"]["preCacheCheck"]
+    parameters = {
+        name: value["runtimeValue"]["constantValue"]
+        for name, value in spec["root"]["dag"]["tasks"]["TextExampleGen"]["inputs"]["parameters"].items()
+    }
+    parameters["input_base"] = {"stringValue": corpus}
+    artifact_type = spec["components"]["TextExampleGen"]["outputDefinitions"]["artifacts"]["examples"]["artifactType"]
+    executor_input = {
+        "inputs": {"parameters": parameters},
+        "outputs": {
+            "artifacts": {
+                "examples": {"artifacts": [{"name": "examples", "type": artifact_type, "uri": str(out / "examples")}]}
+            },
+            "outputFile": str(out / "executor_output.json"),
+        },
+    }
+    args = [json.dumps(executor_input) if arg == "{{$}}" else arg for arg in hook["args"]]
+    assert hook["command"][0] == "python"
+    done = subprocess.run([sys.executable, *hook["command"][1:], *args], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(out / "executor_output.json", encoding="utf-8") as f:
+        return json.load(f)["parameterValues"]
+
+
+def test_the_compiled_text_example_gen_fingerprints_its_files_before_the_cache(job, tiny_corpus, tmp_path):
+    """TFX adds the file-fingerprinting preCacheCheck only to FileBasedExampleGen's
+    subclasses; without it, a scheduled run whose corpus changed at the same gs:// path
+    was served from the cache. The compiled command runs, and its fingerprint (part of
+    the cache key) follows the files: same files, same fingerprint; a changed one, another."""
+    first = _pre_cache_check(job, str(tiny_corpus), tmp_path / "1")
+    assert first["span"] == 0 and all(f"split:{s}," in first["input_fingerprint"] for s in ("train", "eval", "test"))
+    assert _pre_cache_check(job, str(tiny_corpus), tmp_path / "2")["input_fingerprint"] == first["input_fingerprint"]
+    with open(tiny_corpus / "test.txt", "a", encoding="utf-8") as f:
+        f.write("one more held-out paragraph\n")
+    assert _pre_cache_check(job, str(tiny_corpus), tmp_path / "3")["input_fingerprint"] != first["input_fingerprint"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 from tfx import types
+from tfx.components import FileBasedExampleGen
 from tfx.components.example_gen import driver, utils
-from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
@@ -25,11 +26,16 @@ class TextExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
     }
 
 
-class TextExampleGen(base_component.BaseComponent):
+class TextExampleGen(FileBasedExampleGen):
     """Reads `train`/`eval` (and `test`) text files into gzip TFRecords of tf.train.Example{text}.
 
     The file-based driver fingerprints the input files, so a changed corpus invalidates
-    the cache and an unchanged one is reused.
+    the cache and an unchanged one is reused. It is a `FileBasedExampleGen` so that
+    TFX's Kubeflow/Vertex compiler gives it the same: it adds the driver's file
+    fingerprinting (`preCacheCheck`) only to that class's subclasses, and without it a
+    scheduled run whose corpus changed at the same `gs://` path was served from the cache.
+    Its own spec (the length filter's bounds) is built here, not by
+    `FileBasedExampleGen.__init__`, which knows only TFX's spec.
     """
 
     SPEC_CLASS = TextExampleGenSpec
@@ -81,4 +87,4 @@ class TextExampleGen(base_component.BaseComponent):
             max_line_bytes=max_line_bytes,
             examples=types.Channel(type=standard_artifacts.Examples),
         )
-        super().__init__(spec=spec)
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
