@@ -12,8 +12,10 @@ WORKDIR /pipeline
 COPY requirements/ requirements/
 RUN pip install --no-cache-dir -r requirements/base.in -r requirements/cloud.in -c requirements/constraints.txt
 
-# The trainer's JAX, built for CUDA GPUs: the same version as the CPU pin (docs/measurements.md §1).
-RUN pip install --no-cache-dir "jax[cuda12]==$(sed -n 's/^jax==//p' requirements/constraints.txt)" -c requirements/constraints.txt
+# The trainer's JAX, built for CUDA GPUs: the same version as the CPU pin (docs/measurements.md §1),
+# with its NVIDIA libraries frozen too (requirements/gpu-constraints.txt).
+RUN pip install --no-cache-dir "jax[cuda12]==$(sed -n 's/^jax==//p' requirements/constraints.txt)" \
+    -c requirements/constraints.txt -c requirements/gpu-constraints.txt
 
 # Our code, editable at /pipeline: compiled specs name /pipeline/setup.py and the embedded
 # corpus at /pipeline/pipeline/embedded_corpus (pipeline/image.py).

@@ -69,18 +69,26 @@ def test_the_dockerfile_installs_exactly_the_constraints_and_our_package():
     with open(os.path.join(REPO_ROOT, "requirements", "constraints.txt"), encoding="utf-8") as f:
         beam = re.search(r"^apache-beam==(\S+)$", f.read(), re.MULTILINE).group(1)
     assert re.search(rf"^FROM apache/beam_python3\.10_sdk:{re.escape(beam)}\b", dockerfile, re.MULTILINE)
-    installs = [" ".join(line.split()) for line in re.findall(r"pip install ([^\n]*)", dockerfile)]
+    commands = dockerfile.replace("\\\n", " ")  # continuation lines joined
+    installs = [" ".join(line.split()) for line in re.findall(r"pip install ([^\n]*)", commands)]
     assert installs == [
         "--no-cache-dir -r requirements/base.in -r requirements/cloud.in -c requirements/constraints.txt",
         "--no-cache-dir \"jax[cuda12]==$(sed -n 's/^jax==//p' requirements/constraints.txt)\" "
-        "-c requirements/constraints.txt",
+        "-c requirements/constraints.txt -c requirements/gpu-constraints.txt",
         "--no-cache-dir --no-deps -e /pipeline && pip check",
     ]
     assert re.search(r"^COPY \. /pipeline$", dockerfile, re.MULTILINE)
     assert 'RUN test -z "${TF_USE_LEGACY_KERAS:-}"' in dockerfile
     assert not re.search(r"^ENV\s+TF_USE_LEGACY_KERAS", dockerfile, re.MULTILINE)
-    # The jax pin the CUDA build reads is there to read.
-    assert re.search(r"^jax==\S+$", open(os.path.join(REPO_ROOT, "requirements", "constraints.txt")).read(), re.M)
+    # The jax pin the CUDA build reads is there to read, and its CUDA plugin and every
+    # NVIDIA library jax[cuda12] pulls in are pinned to one version each.
+    with open(os.path.join(REPO_ROOT, "requirements", "constraints.txt"), encoding="utf-8") as f:
+        jax = re.search(r"^jax==(\S+)$", f.read(), re.M).group(1)
+    with open(os.path.join(REPO_ROOT, "requirements", "gpu-constraints.txt"), encoding="utf-8") as f:
+        gpu = dict(re.findall(r"^([a-z0-9-]+)==(\S+)$", f.read(), re.M))
+    assert gpu["jax-cuda12-plugin"] == gpu["jax-cuda12-pjrt"] == jax
+    libraries = ("cublas", "cuda-cupti", "cuda-nvcc", "cuda-runtime", "cudnn", "cufft", "cusolver", "cusparse", "nccl")
+    assert {f"nvidia-{name}-cu12" for name in (*libraries, "nvjitlink")} <= set(gpu)
 
 
 def test_the_cloud_extra_resolves_beside_the_pinned_set():
