@@ -65,8 +65,8 @@ def test_the_pipeline_logs_params_curves_samples_and_model_to_a_tracking_server(
     epochs = int(run.data.params["train.epochs"])
     for name in ("train/loss", "val/loss", "val/perplexity"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == list(range(1, epochs + 1))
-    assert "eval.perplexity" in run.data.metrics
-    assert sorted(d.tags[0].value for d in run.inputs.dataset_inputs) == ["eval", "train"]
+    assert {"eval.perplexity", "test.perplexity"} <= set(run.data.metrics)
+    assert sorted(d.tags[0].value for d in run.inputs.dataset_inputs) == ["eval", "test", "train"]
     paths = set(artifact_paths(client, run.info.run_id))
     assert {f"samples/{name}.txt" for name in ("greedy", "beam", "random", "top_k", "top_p", "contrastive")} <= paths
     assert {"model/minigpt.keras", "model/saved_model.pb", "vocabulary/vocab.txt", "samples/epoch_001.txt"} <= paths
