@@ -91,22 +91,22 @@ def test_the_run_page_shows_status_datasets_metrics_and_registered_model(ui, bro
     text = browser.text()
     assert "Model training" in text and "Evaluation runs" not in text  # the training view, not GenAI's
     assert "Status Finished" in text
-    # The train split by name and digest, the eval split folded into "+1" (the UI capitalises).
-    assert re.search(r"Datasets tiny_corpus/train\.txt \([0-9a-f]{16}\) Train \+1", text), text
-    for metric in ("train/loss", "val/perplexity", "eval.perplexity", "decoder.top_k.tokens_per_s"):
+    # The train split by name and digest, the eval and test splits folded into "+2" (the UI capitalises).
+    assert re.search(r"Datasets tiny_corpus/train\.txt \([0-9a-f]{16}\) Train \+2", text), text
+    for metric in ("train/loss", "val/perplexity", "test.perplexity", "eval.perplexity", "decoder.top_k.tokens_per_s"):
         assert metric in text, metric
 
 
 def test_the_curves_come_first_and_val_perplexity_has_a_point_per_epoch(ui, browser):
     """The sections in the order shown, with their chart counts: the per-epoch curves,
-    then every one-value result in "Model metrics" (6 decoders x 6 measures, eval
-    perplexity and tokens, parameters, kept epoch and its val perplexity); and the val
+    then every one-value result in "Model metrics" (6 decoders x 6 measures, test and
+    eval perplexity and tokens, parameters, kept epoch and its val perplexity); and the val
     perplexity curve as drawn: one point per epoch, at the logged values."""
     url, base, run_id = ui
     browser.open(tab(url, "model-metrics"), "document.querySelectorAll('.js-plotly-plot').length >= 6")
     shoot(browser, "run-model-metrics.png")
     sections = re.findall(r"(?:^| )([\w/. ]+?) \((\d+)\) Add chart", browser.text())
-    assert sections[:3] == [("train", "4"), ("val", "2"), ("Model metrics", str(6 * 6 + 5))], sections
+    assert sections[:3] == [("train", "4"), ("val", "2"), ("Model metrics", str(6 * 6 + 7))], sections
     charts = browser.evaluate(CHARTS_JS)
     assert [(c["section"], c["title"]) for c in charts[:6]] == [
         ("train", "loss"),
