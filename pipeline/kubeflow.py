@@ -51,6 +51,13 @@ def check_cron(cron: str) -> None:
                 raise ConfigError("--schedule", f"{cron!r}: field {text!r} is not a cron field in {low}-{high}")
 
 
+def _names_day_seven(cron: str) -> bool:
+    """Whether the day-of-week field names day 7 (Sunday again), in a value or a range
+    (a step such as */7 is not a day)."""
+    days = cron.split()[-1]
+    return any("7" in re.findall(r"\d+", item.split("/")[0]) for item in days.split(","))
+
+
 def check_orchestrator(
     cfg: PipelineConfig,
     orchestrator: str,
@@ -116,6 +123,12 @@ def _check_kubeflow(
             f"{schedule!r}: Kubeflow Pipelines takes no time zone per schedule (its scheduler runs every "
             "schedule in its CRON_SCHEDULE_TIMEZONE, else its own clock's, usually UTC): drop the TZ= prefix "
             "and give the time in that zone",
+        )
+    if schedule is not None and _names_day_seven(schedule):
+        raise ConfigError(
+            "--schedule",
+            f"{schedule!r}: Kubeflow Pipelines' cron parser (robfig/cron v1) takes days of the week 0-6: "
+            "write Sunday as 0, not 7",
         )
     trainer = cfg.cloud.trainer
     if trainer.accelerator_type and not trainer.vertex_training and not trainer.accelerator_type.startswith("NVIDIA_"):

@@ -23,7 +23,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 
 from pipeline import run
-from pipeline.kubeflow import check_cron
+from pipeline.kubeflow import _names_day_seven, check_cron
 from tests.conftest import REPO_ROOT
 from tests.golden.spec import GOLDEN_PATHS, VERTEX_CONFIG, golden, normalized
 
@@ -330,13 +330,28 @@ def test_kubeflow_submission_reaches_a_profile_namespace_with_the_environments_t
     assert written and not any(token in path.read_text() for path in written)
 
 
-def test_a_kubeflow_schedule_with_a_time_zone_is_refused_before_any_request(kubeflow_api, tmp_path, capsys):
+def test_a_weekly_step_is_not_day_seven():
+    assert not _names_day_seven("0 3 * * */7") and not _names_day_seven("0 17 * * 1")
+    assert _names_day_seven("0 3 * * 1,7")
+
+
+@pytest.mark.parametrize(
+    "schedule, problem",
+    [
+        ("TZ=Europe/Paris 30 2 * * 1", "Kubeflow Pipelines takes no time zone"),
+        ("30 2 * * 7", "takes days of the week 0-6: write Sunday as 0"),  # which check_cron allows
+        ("30 2 * * 5-7", "takes days of the week 0-6"),
+    ],
+)
+def test_a_kubeflow_schedule_kfp_would_refuse_is_refused_before_any_request(
+    kubeflow_api, tmp_path, capsys, schedule, problem
+):
     host, requests = kubeflow_api
     code = run.main(["--config", VERTEX_CONFIG, "--orchestrator=kubeflow", "--host", host,
-                     "--schedule", "TZ=Europe/Paris 30 2 * * 1", "--set", f"output_dir={tmp_path}"])  # fmt: skip
+                     "--schedule", schedule, "--set", f"output_dir={tmp_path}"])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert re.search(r"--schedule: 'TZ=Europe/Paris 30 2 \* \* 1': Kubeflow Pipelines takes no time zone", err), err
+    assert err.startswith(f"error: config error: --schedule: {schedule!r}: ") and problem in err, err
     assert requests == [] and not os.listdir(tmp_path)
 
 
