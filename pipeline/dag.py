@@ -28,7 +28,11 @@ from pipeline.config import PipelineConfig, flatten
 # closure's digest is in the Trainer's cache key (TFX does not hash code it imports by
 # module path), so changing any code they use retrains.
 TRAINER_MODULES = ("components.trainer.executor", RUN_FN.rsplit(".", 1)[0])
-# Likewise the Evaluator's: a change to how perplexity or the leaderboard is computed reruns it.
+# Likewise each custom component's executor (`components.runtime.cache_key`): a change to
+# how it computes its output reruns it and what follows.
+EXAMPLE_GEN_MODULES = ("components.text_example_gen.executor",)
+VOCAB_GEN_MODULES = ("components.vocab_gen.executor",)
+TOKENIZE_MODULES = ("components.tokenize.executor",)
 EVALUATOR_MODULES = ("components.evaluator.executor",)
 # Settings that shape the model, logged by the Trainer (and so in its cache key); the
 # Evaluator logs the others: where things went, how they ran, and the evaluation.
@@ -92,6 +96,7 @@ def create_pipeline(
         test_pattern=cfg.data.test_file,
         min_training_seq_len=cfg.data.min_training_seq_len,
         max_line_bytes=cfg.data.max_line_bytes,
+        code_digest=code_digest(EXAMPLE_GEN_MODULES),
     )
     # WordPiece vocabulary learned from the train split (Beam counts, one learner).
     vocab_gen = VocabGen(
@@ -99,6 +104,7 @@ def create_pipeline(
         vocabulary_size=cfg.vocab.vocabulary_size,
         reserved_tokens=cfg.vocab.reserved_tokens,
         lowercase=cfg.vocab.lowercase,
+        code_digest=code_digest(VOCAB_GEN_MODULES),
     )
     # Decoder settings that the learned vocabulary cannot hold stop the run before training.
     decoder_check = DecoderCheck(
@@ -110,6 +116,7 @@ def create_pipeline(
         vocabulary=vocab_gen.outputs["vocabulary"],
         seq_len=cfg.model.seq_len,
         lowercase=cfg.vocab.lowercase,
+        code_digest=code_digest(TOKENIZE_MODULES),
     )
     # Upstream, not an input: the check must pass before any more work, but it is no
     # part of the cache key of what follows (a new decoder `k` retrains nothing).

@@ -12,7 +12,15 @@ from components.trainer.trainer_module import _checkpoint_dir
 from pipeline.beam_args import IN_MEMORY_MAX_BYTES, LOCAL_SETUP_FILE, direct_runner_args
 from pipeline.code_digest import code_digest
 from pipeline.config import load_config
-from pipeline.dag import EVALUATOR_MODULES, TRAINER_MODULES, create_pipeline, training_code_digest
+from pipeline.dag import (
+    EVALUATOR_MODULES,
+    EXAMPLE_GEN_MODULES,
+    TOKENIZE_MODULES,
+    TRAINER_MODULES,
+    VOCAB_GEN_MODULES,
+    create_pipeline,
+    training_code_digest,
+)
 from tests.conftest import REPO_ROOT, TINY_CONFIG
 
 
@@ -145,6 +153,9 @@ def test_the_trainer_runs_an_installed_function_not_a_file_of_this_machine(tiny_
         (EVALUATOR_MODULES, "components/minigpt/perplexity.py", True),
         (EVALUATOR_MODULES, "components/minigpt/leaderboard.py", True),
         (EVALUATOR_MODULES, "components/trainer/fit.py", False),
+        (VOCAB_GEN_MODULES, "components/vocab_gen/learner.py", True),
+        (TOKENIZE_MODULES, "components/minigpt/tokenizer.py", False),  # Tokenize has its own
+        (EXAMPLE_GEN_MODULES, "components/text_example_gen/executor.py", True),
     ],
 )
 def test_a_change_to_the_code_a_component_imports_changes_its_cache_key(tmp_path, modules, edited, reruns):
@@ -161,7 +172,13 @@ def test_a_change_to_the_code_a_component_imports_changes_its_cache_key(tmp_path
 
 def test_the_compiled_components_carry_their_code_digests(tiny_corpus):
     pipeline = _create(load_config(TINY_CONFIG), tiny_corpus)
-    assert _component(pipeline, "Evaluator").exec_properties["code_digest"] == code_digest(EVALUATOR_MODULES)
+    for name, modules in (
+        ("TextExampleGen", EXAMPLE_GEN_MODULES),
+        ("VocabGen", VOCAB_GEN_MODULES),
+        ("Tokenize", TOKENIZE_MODULES),
+        ("Evaluator", EVALUATOR_MODULES),
+    ):
+        assert _component(pipeline, name).exec_properties["code_digest"] == code_digest(modules), name
     trainer_config = json.loads(_component(pipeline, "Trainer").exec_properties["custom_config"])
     assert trainer_config[keys.CODE_DIGEST] == training_code_digest()
 

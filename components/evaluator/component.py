@@ -11,8 +11,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.evaluator import executor
-
-CODE_DIGEST_KEY = "code_digest"
+from components.runtime.cache_key import CODE_DIGEST_KEY, CODE_DIGEST_PARAMETER
 
 
 class EvaluatorSpec(ComponentSpec):
@@ -20,8 +19,7 @@ class EvaluatorSpec(ComponentSpec):
         executor.EVAL_CONFIG_KEY: ExecutionParameter(type=str),
         executor.MLFLOW_CONFIG_KEY: ExecutionParameter(type=str),
         executor.PARAMS_KEY: ExecutionParameter(type=str),
-        # Read by no one: in the cache key, so a change to the evaluation code reruns it.
-        CODE_DIGEST_KEY: ExecutionParameter(type=str),
+        CODE_DIGEST_KEY: CODE_DIGEST_PARAMETER,
     }
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -57,9 +55,7 @@ class Evaluator(base_component.BaseComponent):
             (name -> sampler parameters) and seed.
           mlflow_config: tracking_uri and experiment_name.
           params: flat dict of settings to record as MLflow params.
-          code_digest: a digest of the executor's code (`pipeline.code_digest`): TFX
-            hashes parameters, not the code, so without it a fix to how perplexity or
-            the leaderboard is computed would be served from the cache.
+          code_digest: the digest of the executor's code (`components.runtime.cache_key`).
 
         Raises:
           ValueError: if no decoder is configured.

@@ -12,6 +12,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
+from components.runtime.cache_key import CODE_DIGEST_KEY, CODE_DIGEST_PARAMETER
 from components.text_example_gen import executor
 from components.text_example_gen.executor import MAX_LENGTH_KEY, MIN_LENGTH_KEY
 
@@ -23,6 +24,7 @@ class TextExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         MIN_LENGTH_KEY: ExecutionParameter(type=int),
         MAX_LENGTH_KEY: ExecutionParameter(type=int),
+        CODE_DIGEST_KEY: CODE_DIGEST_PARAMETER,
     }
 
 
@@ -50,6 +52,7 @@ class TextExampleGen(FileBasedExampleGen):
         min_training_seq_len: int,
         max_line_bytes: int = 1_000_000,
         test_pattern: Optional[str] = None,
+        code_digest: str = "",
     ):
         """Builds the component.
 
@@ -61,6 +64,7 @@ class TextExampleGen(FileBasedExampleGen):
           max_line_bytes: int, skip (and count) lines longer than this: a "paragraph" of
             megabytes is a broken file, and would cost minutes in every Beam step.
           test_pattern: file name or glob of the held-out test split; None: no test split.
+          code_digest: the digest of the executor's code (`components.runtime.cache_key`).
 
         Raises:
           ValueError: on a negative length, bounds that keep nothing, or an empty pattern.
@@ -85,6 +89,7 @@ class TextExampleGen(FileBasedExampleGen):
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             min_training_seq_len=min_training_seq_len,
             max_line_bytes=max_line_bytes,
+            code_digest=code_digest,
             examples=types.Channel(type=standard_artifacts.Examples),
         )
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

@@ -8,6 +8,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.data.artifact_types import Vocabulary
+from components.runtime.cache_key import CODE_DIGEST_KEY, CODE_DIGEST_PARAMETER
 from components.tokenize import executor
 
 
@@ -15,6 +16,7 @@ class TokenizeSpec(ComponentSpec):
     PARAMETERS = {
         executor.SEQ_LEN_KEY: ExecutionParameter(type=int),
         executor.LOWERCASE_KEY: ExecutionParameter(type=int),
+        CODE_DIGEST_KEY: CODE_DIGEST_PARAMETER,
     }
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -34,7 +36,14 @@ class Tokenize(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = TokenizeSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, examples: types.BaseChannel, vocabulary: types.BaseChannel, seq_len: int, lowercase: bool):
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        vocabulary: types.BaseChannel,
+        seq_len: int,
+        lowercase: bool,
+        code_digest: str = "",
+    ):
         """Builds the component.
 
         Args:
@@ -42,6 +51,7 @@ class Tokenize(base_beam_component.BaseBeamComponent):
           vocabulary: the Vocabulary learned by VocabGen.
           seq_len: int, token ids kept per line (the model's sequence length).
           lowercase: bool, lowercase before splitting, as when the vocabulary was learned.
+          code_digest: the digest of the executor's code (`components.runtime.cache_key`).
 
         Raises:
           ValueError: if seq_len is not positive.
@@ -53,6 +63,7 @@ class Tokenize(base_beam_component.BaseBeamComponent):
             vocabulary=vocabulary,
             seq_len=seq_len,
             lowercase=int(lowercase),
+            code_digest=code_digest,
             token_ids=types.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=spec)

@@ -21,7 +21,14 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.data.artifact_types import Vocabulary, read_vocabulary
-from components.data.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS, example_text, ids_to_example
+from components.data.formats import (
+    LINE_COUNTERS,
+    SOURCE_PROPERTIES,
+    TOKEN_COUNTERS,
+    UNK_TOKEN,
+    example_text,
+    ids_to_example,
+)
 from components.runtime.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -32,7 +39,7 @@ TOKEN_IDS_KEY = "token_ids"
 SEQ_LEN_KEY = "seq_len"
 LOWERCASE_KEY = "lowercase"
 METRICS_NAMESPACE = "Tokenize"
-UNK = "[UNK]"
+
 BATCH_SIZE = 256
 
 
@@ -56,7 +63,7 @@ class _TokenizeLines(beam.DoFn):
         self._tokenizer = keras_hub.tokenizers.WordPieceTokenizer(
             vocabulary=read_vocabulary(self._vocab_path), lowercase=self._lowercase
         )
-        self._unk_id = self._tokenizer.token_to_id(UNK)
+        self._unk_id = self._tokenizer.token_to_id(UNK_TOKEN)
 
     def process(self, lines: List[bytes]) -> Iterable[bytes]:
         # Called eagerly, keras_hub's tokenizers return one Python list of ids per line.

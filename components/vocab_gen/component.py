@@ -11,6 +11,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.data.artifact_types import Vocabulary
+from components.runtime.cache_key import CODE_DIGEST_KEY, CODE_DIGEST_PARAMETER
 from components.vocab_gen import executor
 
 
@@ -19,6 +20,7 @@ class VocabGenSpec(ComponentSpec):
         executor.VOCABULARY_SIZE_KEY: ExecutionParameter(type=int),
         executor.LOWERCASE_KEY: ExecutionParameter(type=int),
         executor.RESERVED_TOKENS_KEY: ExecutionParameter(type=str),
+        CODE_DIGEST_KEY: CODE_DIGEST_PARAMETER,
     }
     INPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {executor.VOCABULARY_KEY: ChannelParameter(type=Vocabulary)}
@@ -36,6 +38,7 @@ class VocabGen(base_beam_component.BaseBeamComponent):
         vocabulary_size: int,
         reserved_tokens: Sequence[str],
         lowercase: bool = True,
+        code_digest: str = "",
     ):
         """Builds the component.
 
@@ -44,6 +47,7 @@ class VocabGen(base_beam_component.BaseBeamComponent):
           vocabulary_size: int, the largest vocabulary to learn (reserved tokens included).
           reserved_tokens: tokens placed first, in order; "[PAD]" must be first (id 0).
           lowercase: bool, lowercase before splitting into words.
+          code_digest: the digest of the executor's code (`components.runtime.cache_key`).
 
         Raises:
           ValueError: if the size does not exceed the number of reserved tokens.
@@ -58,6 +62,7 @@ class VocabGen(base_beam_component.BaseBeamComponent):
             vocabulary_size=vocabulary_size,
             lowercase=int(lowercase),
             reserved_tokens=json.dumps(list(reserved_tokens)),
+            code_digest=code_digest,
             vocabulary=types.Channel(type=Vocabulary),
         )
         super().__init__(spec=spec)
