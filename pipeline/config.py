@@ -21,6 +21,7 @@ from components.minigpt.decoders import DEFAULT_SETTINGS as DEFAULT_DECODER_SETT
 from components.minigpt.decoders import check_decoders, check_fits_vocabulary
 from components.minigpt.training import BACKENDS, LEARNING_RATE_SCHEDULES, PRECISIONS
 from components.runtime.errors import ConfigError
+from components.runtime.paths import is_uri
 
 EMBEDDED_CORPUS = "embedded"
 REQUIRED_RESERVED_TOKENS = RESERVED_TOKENS
@@ -195,11 +196,6 @@ class CloudConfig:
     service_account: Optional[str] = None
     dataflow: DataflowConfig = DataflowConfig()
     trainer: TrainerResourcesConfig = TrainerResourcesConfig()
-
-
-def is_uri(path: str) -> bool:
-    """gs://, s3://, http://...: a path that is not on this machine's filesystem."""
-    return len(urlparse(path).scheme) > 1
 
 
 def absolute(path: str) -> str:

@@ -6,6 +6,7 @@ SimpleBooks' layout: one paragraph per line, UTF-8, `train.txt` / `valid.txt`.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import http.client
 import os
@@ -14,7 +15,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 from urllib.parse import urlparse
 
 from components.data.formats import files_sha256
@@ -173,17 +174,26 @@ def file_size(path: str) -> int:
     return tf.io.gfile.stat(path).length
 
 
-def _glob(pattern: str, key: str) -> List[str]:
-    """tf.io.gfile.glob, with a bucket that cannot be read reported as one line."""
+@contextlib.contextmanager
+def _readable(path: str, key: str) -> Iterator[None]:
+    """A bucket that cannot be read (credentials, network, name) as one line naming `key`."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
 
     try:
-        return tf.io.gfile.glob(pattern)
+        yield
     except tf.errors.OpError as e:
         raise InputDataError(
-            f"{key}: cannot read {pattern} ({first_line(e)}); check the bucket name, the network and your "
+            f"{key}: cannot read {path} ({first_line(e)}); check the bucket name, the network and your "
             "credentials (gcloud auth application-default login)."
         ) from None
+
+
+def _glob(pattern: str, key: str) -> List[str]:
+    """The files matching `pattern`, sorted."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
+
+    with _readable(pattern, key):
+        return sorted(tf.io.gfile.glob(pattern))
 
 
 def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
@@ -191,13 +201,8 @@ def check_split_file(corpus_dir: str, file_name: str, key: str) -> str:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (gs:// support)
 
     path = os.path.join(corpus_dir, file_name)
-    try:
+    with _readable(path, key):
         exists = tf.io.gfile.exists(path)
-    except tf.errors.OpError as e:  # a bucket that cannot be read: credentials, network, name
-        raise InputDataError(
-            f"{key}: cannot read {path} ({first_line(e)}); check the bucket name, the network and your "
-            "credentials (gcloud auth application-default login)."
-        ) from None
     if not exists:
         if os.path.islink(path):  # exists() follows links: a dangling or looping one
             raise InputDataError(f"{key}: split file {path} is a symbolic link that leads nowhere (or in a loop).")
@@ -220,15 +225,18 @@ def split_files(corpus_dir: str, pattern: str, key: str) -> List[str]:
     """The files of a split: `pattern` is a file name, or a glob (`train-*.txt`) for a
     split sharded over several files. Each is checked as `check_split_file` does; a glob
     that matches nothing fails, naming it."""
-
     if not glob.has_magic(pattern):
         return [check_split_file(corpus_dir, pattern, key)]
-    matches = sorted(_glob(os.path.join(corpus_dir, pattern), key))
+    matches = _glob(os.path.join(corpus_dir, pattern), key)
     if not matches:
         raise InputDataError(
             f"{key}: {os.path.join(corpus_dir, pattern)} matches no file; check data.corpus and {key}."
         )
-    return [check_split_file(corpus_dir, os.path.relpath(path, corpus_dir), key) for path in matches]
+    return _checked(corpus_dir, matches, key)
+
+
+def _checked(corpus_dir: str, paths: List[str], key: str) -> List[str]:
+    return [check_split_file(corpus_dir, os.path.relpath(path, corpus_dir), key) for path in paths]
 
 
 SPLIT_KEYS = {"train": "data.train_file", "eval": "data.eval_file", "test": "data.test_file"}
@@ -256,8 +264,5 @@ def corpus_splits(corpus_dir: str, patterns: Dict[str, Optional[str]]) -> Dict[s
 
 def optional_split_files(corpus_dir: str, pattern: Optional[str], key: str) -> List[str]:
     """`split_files` of an optional split (the test split); none when `pattern` is not set
-    or matches no file."""
-
-    if not pattern or not _glob(os.path.join(corpus_dir, pattern), key):
-        return []
-    return split_files(corpus_dir, pattern, key)
+    or matches no file (globbed once: each match is then checked as a split file)."""
+    return _checked(corpus_dir, _glob(os.path.join(corpus_dir, pattern), key), key) if pattern else []

@@ -16,18 +16,18 @@ import tempfile
 from typing import Iterator
 from urllib.parse import urlparse
 
-from tfx.dsl.io import fileio
-
 
 def is_uri(path: str) -> bool:
     """gs://, s3://, ram://...: a path that is not on this machine's filesystem (a one-letter
-    scheme is a Windows drive)."""
+    scheme is a Windows drive). The one test of it, for components and the pipeline alike."""
     return len(urlparse(path).scheme) > 1
 
 
 def copy_tree(source: str, destination: str) -> None:
     """Copies the file or folder `source` to `destination` (its new name, parents made),
     each local or a URI."""
+    from tfx.dsl.io import fileio  # pylint: disable=import-outside-toplevel  (the config loader imports is_uri)
+
     if not fileio.isdir(source):
         fileio.makedirs(posixpath.dirname(destination))
         fileio.copy(source, destination, overwrite=True)
