@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras.src.utils import file_utils
 
+from components.minigpt.sequences import epoch_order
 from components.runtime import interrupt
 
 # In the BackupAndRestore folder: the kept epoch, its monitored value and its weights.
@@ -102,8 +103,8 @@ class EpochShuffle(keras.callbacks.Callback):
     epoch's order; on JAX it draws from NumPy's global generator, which a restarted
     process resets; and with `steps_per_epoch` an epoch goes on where the last stopped,
     in a permutation the restarted process does not have. Here epoch e's batches are the
-    first `max_steps` of `np.random.default_rng([seed, e])`'s permutation of the rows
-    (the order `multiprocess.epoch_batches` draws), the last partial batch kept.
+    first `max_steps` of `sequences.epoch_order` (the order `multiprocess.epoch_batches`
+    draws too), the last partial batch kept.
     Give `fit` `batches` with `shuffle=False` (else Keras shuffles the batch order from
     Python's global seed) and this callback, which draws each order as its epoch begins,
     before `fit` reads a batch of it.
@@ -117,7 +118,7 @@ class EpochShuffle(keras.callbacks.Callback):
         self._seed = seed
 
     def on_epoch_begin(self, epoch: int, logs: Dict[str, float] = None) -> None:
-        self.batches.order = np.random.default_rng([self._seed, epoch]).permutation(len(self.batches.labels))
+        self.batches.order = epoch_order(len(self.batches.labels), self._seed, epoch)
 
 
 class _ShuffledRows(keras.utils.PyDataset):

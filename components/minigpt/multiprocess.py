@@ -24,6 +24,8 @@ from typing import Callable, Dict, List, Mapping, NamedTuple, Optional
 
 import numpy as np
 
+from components.minigpt.sequences import epoch_order
+
 # Set by Vertex AI on every replica of a custom job: the pools' addresses and this task.
 CLUSTER_SPEC_ENV = "CLUSTER_SPEC"
 
@@ -71,7 +73,7 @@ def epoch_batches(num_rows: int, batch_size: int, seed: int, epoch: int, max_ste
     A fresh seeded shuffle each epoch, as Keras' `fit(shuffle=True)` does; the last
     partial batch is dropped, so that every process always feeds an equal share.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(num_rows)
+    order = epoch_order(num_rows, seed, epoch)
     batches = [order[start : start + batch_size] for start in range(0, num_rows - batch_size + 1, batch_size)]
     return batches[:max_steps] if max_steps else batches
 

@@ -29,6 +29,12 @@ def canonical_order(labels: np.ndarray) -> np.ndarray:
     return labels[np.lexsort(labels.T[::-1])]
 
 
+def epoch_order(num_rows: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the rows in epoch `epoch`: drawn from the seed and the epoch alone, so
+    every process of a multi-process job, and a run resumed in a new process, draw it alike."""
+    return np.random.default_rng([seed, epoch]).permutation(num_rows)
+
+
 def evenly_spaced(num_rows: int, count: int) -> np.ndarray:
     """Indices of `count` rows spread evenly over `num_rows` (all rows when count >= num_rows).
 
