@@ -28,7 +28,7 @@ from components.minigpt.decoders import DECODERS, check_decoders
 from components.minigpt.decoding import bos_prompts, make_sampler, prompt_lengths
 from components.minigpt.leaderboard import MEASURES, eval_prompts, score, tokens_per_second
 from components.minigpt.perplexity import token_weighted_perplexity
-from components.minigpt.sequences import batches, evenly_spaced, features_from_labels
+from components.minigpt.sequences import batches, features_from_labels, spread_batches
 from components.minigpt.tokenizer import TextCodec
 from components.serving import model_bundle
 from components.tracking import plots, text_model
@@ -190,9 +190,8 @@ def _perplexity(model, labels: np.ndarray, bos_id: int, eval_cfg: Dict[str, Any]
     """Token-weighted perplexity over a split's rows; with `max_batches`, over that many
     batches of evenly spaced rows (the rows are in sorted order: the first ones would be
     a skewed subset)."""
-    batch_size, max_batches = eval_cfg["batch_size"], eval_cfg["max_batches"]
-    if max_batches is not None:
-        labels = labels[evenly_spaced(len(labels), max_batches * batch_size)]
+    batch_size = eval_cfg["batch_size"]
+    labels = spread_batches(labels, eval_cfg["max_batches"], batch_size)
     return token_weighted_perplexity(model, batches(features_from_labels(labels, bos_id), labels, batch_size))
 
 

@@ -46,6 +46,14 @@ def evenly_spaced(num_rows: int, count: int) -> np.ndarray:
     return np.linspace(0, num_rows - 1, num=count).round().astype(int)
 
 
+def spread_batches(labels: np.ndarray, num_batches: Optional[int], batch_size: int) -> np.ndarray:
+    """`num_batches` batches' worth of evenly spaced rows (`evenly_spaced`), or all the
+    rows when `num_batches` is None: what `eval.max_batches` and `train.validation_steps` score."""
+    if num_batches is None:
+        return labels
+    return labels[evenly_spaced(len(labels), num_batches * batch_size)]
+
+
 def batches_per_epoch(
     num_rows: int, batch_size: int, keep_partial: bool = True, max_steps: Optional[int] = None
 ) -> int:

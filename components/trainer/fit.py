@@ -34,7 +34,7 @@ from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.callbacks import EpochShuffle, KeepBestEpoch, RaiseOnInterrupt
 from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig
-from components.minigpt.sequences import batches_per_epoch, evenly_spaced, features_from_labels
+from components.minigpt.sequences import batches_per_epoch, features_from_labels, spread_batches
 from components.minigpt.tokenizer import TextCodec
 from components.minigpt.training import (
     build_trainable_model,
@@ -125,9 +125,8 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     keras.utils.set_random_seed(train_cfg["seed"])
     train_labels = read_labels(request.train_files, gpt.seq_len, "train")
     eval_labels = read_labels(request.eval_files, gpt.seq_len, "eval")
-    if train_cfg["validation_steps"]:  # that many batches of rows across the split, not its first ones
-        kept = evenly_spaced(len(eval_labels), train_cfg["validation_steps"] * train_cfg["batch_size"])
-        eval_labels = eval_labels[kept]
+    # That many batches of rows across the split, not its first ones.
+    eval_labels = spread_batches(eval_labels, train_cfg["validation_steps"], train_cfg["batch_size"])
     train_data = (features_from_labels(train_labels, codec.bos_id), train_labels)
     eval_data = (features_from_labels(eval_labels, codec.bos_id), eval_labels)
     tracking_uri = cfg[keys.MLFLOW]["tracking_uri"]
