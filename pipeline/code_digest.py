@@ -1,10 +1,12 @@
-"""The digest of the code that decides what the Trainer learns, for its cache key.
+"""The digest of the code a component runs, for its cache key.
 
-TFX hashes a component's parameters, not the Python it imports by module path
-(`run_fn`), so without this a change to the training code would serve a stale model from
-the cache. The files hashed are what the Trainer's modules import inside this project,
-followed transitively (every `import`, including those inside functions): a list kept by
-hand missed `components/trainer/fit.py` once.
+TFX hashes a component's parameters, not the Python its executor imports (the Trainer's
+`run_fn` by module path), so without this a change to the code would serve a stale
+artifact from the cache. The files hashed are what the component's modules import inside
+this project, followed transitively (every `import`, including those inside functions):
+a list kept by hand missed `components/trainer/fit.py` once. The Trainer carries the
+digest in its custom_config, the other components as a parameter
+(`components.runtime.cache_key`).
 """
 
 from __future__ import annotations
