@@ -13,7 +13,8 @@ from pipeline.config import PipelineConfig
 
 
 def submit(cfg: PipelineConfig, args: argparse.Namespace) -> None:
-    """Compiles the pipeline to a spec JSON, then submits or schedules it (or stops there)."""
+    """Compiles the pipeline for the platform (Vertex: a PipelineJob JSON; Kubeflow: a YAML
+    package), then submits or schedules it (or stops there)."""
     from pipeline.kubeflow import compile_pipeline, submit_to_kubeflow, submit_to_vertex, write_pipeline
 
     # Kubeflow Pipelines uploads only .yaml packages; Vertex reads the PipelineJob JSON.

@@ -24,7 +24,6 @@ from components.runtime.errors import ConfigError
 from components.runtime.paths import is_uri
 
 EMBEDDED_CORPUS = "embedded"
-REQUIRED_RESERVED_TOKENS = RESERVED_TOKENS
 DIRECT_RUNNING_MODES = ("auto", "multi_processing", "in_memory")
 
 
@@ -64,7 +63,7 @@ class VocabConfig:
     vocabulary_size: int = 5000
     lowercase: bool = True
     # [PAD] must be id 0 (padding); [UNK] is the tokenizer's OOV token; [BOS] starts lines.
-    reserved_tokens: tuple = REQUIRED_RESERVED_TOKENS
+    reserved_tokens: tuple = RESERVED_TOKENS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,7 +455,7 @@ def validate(cfg: PipelineConfig) -> None:
     reserved = cfg.vocab.reserved_tokens
     if len(set(reserved)) != len(reserved) or reserved[:1] != ("[PAD]",):
         raise ConfigError("vocab.reserved_tokens", f"must be distinct and start with [PAD], got {list(reserved)}")
-    missing = [t for t in REQUIRED_RESERVED_TOKENS if t not in reserved]
+    missing = [t for t in RESERVED_TOKENS if t not in reserved]
     if missing:
         raise ConfigError("vocab.reserved_tokens", f"must include {missing}")
     if cfg.vocab.vocabulary_size <= len(reserved):
