@@ -1,7 +1,8 @@
 """Packages the pipeline wiring and the TFX components.
 
-Dataflow workers and Kubeflow containers install this package (`--setup_file`) so that
-Beam transforms and executors can be imported by module path on every worker.
+The pipeline image installs it (Dockerfile), so that Kubeflow/Vertex tasks and Dataflow
+workers import the Beam transforms and executors by module path; this checkout's venv
+installs it the same way (Makefile).
 """
 
 import os
@@ -28,4 +29,11 @@ setup(
     # constraints file (Makefile, Dockerfile); the extra is what compiling and
     # submitting to Kubeflow / Vertex adds.
     extras_require={"cloud": _requirements("cloud")},
+    # MLflow's auth plugins, chosen per task by $MLFLOW_TRACKING_AUTH (components/tracking/credentials.py).
+    entry_points={
+        "mlflow.request_auth_provider": [
+            "minigpt-secret-manager=components.tracking.request_auth:SecretManagerAuthProvider",
+            "minigpt-google-id-token=components.tracking.request_auth:GoogleIdTokenAuthProvider",
+        ]
+    },
 )

@@ -3,8 +3,8 @@
 TFX hands `beam_pipeline_args` to each Beam component (TextExampleGen, VocabGen,
 Tokenize), locally or inside a Kubeflow/Vertex task. Dataflow workers run the pipeline
 image (`--sdk_container_image`), which holds the pinned TensorFlow, tfx-bsl and keras-hub
-that the transforms import; `--setup_file` also ships this checkout's package as an
-sdist, so the workers run the code that launched the job even if the image is older.
+that the transforms import and this project's code: the image is the one way our code
+reaches them (`dataflow_args`).
 """
 
 from __future__ import annotations
@@ -82,8 +82,16 @@ def check_dataflow(cfg: PipelineConfig) -> None:
         )
 
 
-def dataflow_args(cfg: PipelineConfig, setup_file: str = LOCAL_SETUP_FILE) -> List[str]:
+def dataflow_args(cfg: PipelineConfig) -> List[str]:
     """Beam flags for DataflowRunner from `cfg.cloud` (checked by `check_dataflow`).
+
+    The workers run the code the pipeline image holds, and nothing is staged for them to
+    install: no `--setup_file`, `--requirements_file` or `--extra_package`. A staged sdist
+    would never be imported (the SDK harness starts in the image's WORKDIR, /pipeline,
+    which is first on `sys.path` and holds the image's copy of the same packages), and
+    installing it needs a package index, which workers without public IPs cannot reach.
+    So a change to the code needs a new image (README: Running in production); with
+    `--sdk_container_image` set, TFX builds no package of its own either.
 
     The workers' identity and network are Dataflow's defaults (the Compute Engine default
     service account, the default network, public IPs) unless the config names them.
@@ -102,7 +110,6 @@ def dataflow_args(cfg: PipelineConfig, setup_file: str = LOCAL_SETUP_FILE) -> Li
         f"--disk_size_gb={dataflow.disk_size_gb}",
         "--experiments=use_runner_v2",
         f"--sdk_container_image={cloud.image}",
-        f"--setup_file={setup_file}",
         *(f"{flag}={value}" for flag, value in named.items() if value),
         *([] if dataflow.use_public_ips else ["--no_use_public_ips"]),
         *cfg.beam.extra_args,
@@ -114,10 +121,10 @@ def pipeline_beam_args(
 ) -> List[str]:
     """The Beam steps' flags for `runner` ("DirectRunner" or "DataflowRunner").
 
-    `setup_file` is this checkout's for a local run, the image's for a compiled spec;
-    `corpus_bytes` (the split files' size, where known) lets DirectRunner's `auto` mode
+    `setup_file` (DirectRunner only) is this checkout's for a local run, the image's for
+    a compiled spec; `corpus_bytes` (the split files' size, where known) lets DirectRunner's `auto` mode
     run a small corpus in this process.
     """
     if runner == "DataflowRunner":
-        return dataflow_args(cfg, setup_file)
+        return dataflow_args(cfg)
     return direct_runner_args(cfg, corpus_bytes, setup_file)

@@ -9,11 +9,12 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
     WorkerOptions,
 )
+from tfx.utils import dependency_utils
 
 from components.runtime.errors import ConfigError
-from pipeline.beam_args import LOCAL_SETUP_FILE, check_dataflow, dataflow_args
+from pipeline.beam_args import check_dataflow, dataflow_args
 from pipeline.config import load_config
-from tests.conftest import REPO_ROOT, TINY_CONFIG
+from tests.conftest import TINY_CONFIG
 
 DATAFLOW = [
     "cloud.project=my-project",
@@ -46,10 +47,13 @@ def test_dataflow_options_come_from_the_config_and_ship_our_code():
     assert google.staging_location == "gs://bucket/tmp/staging"
     workers = options.view_as(WorkerOptions)
     assert (workers.machine_type, workers.max_num_workers) == ("n2-highmem-8", 40)
-    # Our code reaches the workers twice over: the image holds the pinned stack and the
-    # package, and --setup_file stages this checkout's package as an sdist.
+    # Our code reaches the workers one way: the image holds the pinned stack and the
+    # package. Nothing is staged for them to pip install (no index behind private IPs),
+    # and TFX adds no package of its own (it would otherwise stage an sdist of itself).
     assert workers.sdk_container_image == "europe-docker.pkg.dev/my-project/ml/minigpt:1"
-    assert options.view_as(SetupOptions).setup_file == LOCAL_SETUP_FILE == f"{REPO_ROOT}/setup.py"
+    setup = options.view_as(SetupOptions)
+    assert (setup.setup_file, setup.requirements_file, setup.extra_packages) == (None, None, None)
+    assert dependency_utils.make_beam_dependency_flags(dataflow_args(cfg)) == dataflow_args(cfg)
     assert "use_runner_v2" in options.view_as(DebugOptions).experiments
     # The workers run as their own service account, on private IPs in our subnetwork.
     assert google.service_account_email == "workers@my-project.iam.gserviceaccount.com"

@@ -1,13 +1,15 @@
-"""What ships: the sdist Dataflow workers install, and the pipeline image's Dockerfile."""
+"""What ships: the package, the pipeline image's Dockerfile, and which copy of our code a worker imports."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
 
 from apache_beam.runners.portability.stager import Stager
 
+from pipeline import image
 from pipeline.beam_args import LOCAL_SETUP_FILE
 from tests.conftest import REPO_ROOT
 
@@ -25,34 +27,60 @@ def _our_modules():
     return sorted(modules)
 
 
-def test_the_sdist_beam_stages_for_dataflow_installs_every_module_and_the_corpus(tmp_path):
-    # Beam's own staging step for --setup_file (what a Dataflow launch runs)...
+def test_the_package_installs_every_module_and_the_corpus_away_from_the_checkout(tmp_path):
+    # An sdist built by Beam's own staging code (what `python setup.py sdist` gives)...
     sdist = Stager._build_setup_package(LOCAL_SETUP_FILE, str(tmp_path))
     with tarfile.open(sdist) as tar:
         assert any(name.endswith("requirements/cloud.in") for name in tar.getnames())
-    # ...then what a worker does with it: pip install, offline, away from this checkout.
-    site = tmp_path / "worker-site"
+    # ...installed offline, away from this checkout: every module and the corpus are in it.
+    site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--target", str(site), sdist],
         check=True, cwd=tmp_path,
     )  # fmt: skip
+    result = _import_everything(cwd=tmp_path, first_on_path=str(site), expected_root=str(site))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_dataflow_worker_imports_the_images_copy_of_our_code(tmp_path):
+    """Beam's SDK harness boot runs `python -m apache_beam.runners.worker.sdk_worker_main`
+    in the container's WORKDIR (sdks/python/container/boot.go), so the working directory
+    comes first on sys.path: the image's /pipeline, whatever else is installed."""
+    with open(os.path.join(REPO_ROOT, "Dockerfile"), encoding="utf-8") as f:
+        dockerfile = f.read()
+    assert re.findall(r"^WORKDIR (\S+)$", dockerfile, re.MULTILINE) == [image.ROOT]
+    assert re.search(rf"^COPY \. {re.escape(image.ROOT)}$", dockerfile, re.MULTILINE)
+    # The image's layout: this tree as `COPY .` leaves it (less .dockerignore).
+    with open(os.path.join(REPO_ROOT, ".dockerignore"), encoding="utf-8") as f:
+        ignored = [line.strip().removeprefix("**/") for line in f if line.strip()]
+    workdir = tmp_path / image.ROOT.strip("/")
+    shutil.copytree(REPO_ROOT, workdir, ignore=shutil.ignore_patterns(*ignored))
+    # Another copy of the package where an installed one would be (a staged sdist, say).
+    other = tmp_path / "other-site"
+    shutil.copytree(workdir / "components", other / "components")
+    result = _import_everything(cwd=workdir, first_on_path=None, expected_root=str(workdir), pythonpath=str(other))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _import_everything(cwd, first_on_path, expected_root, pythonpath=None):
+    """Imports each of our modules in a fresh interpreter started in `cwd` (which Python
+    puts first on sys.path, as `python -m` does), checking each came from `expected_root`."""
     modules = _our_modules()
     assert "components.tokenize.executor" in modules and "pipeline.run" in modules
     script = (
         "import importlib, os, sys\n"
-        f"sys.path.insert(0, {str(site)!r})\n"
+        f"sys.path.insert(0, {first_on_path!r}) if {first_on_path!r} else None\n"
         "from pipeline.corpus import EMBEDDED_CORPUS_DIR\n"
         "assert os.path.getsize(os.path.join(EMBEDDED_CORPUS_DIR, 'train.txt')) > 0\n"
         f"for name in {modules!r}:\n"
         "    module = importlib.import_module(name)\n"
-        f"    assert module.__file__.startswith({str(site)!r}), (name, module.__file__)\n"
-        "print('imported', len(sys.modules))\n"
+        f"    assert module.__file__.startswith({expected_root!r}), (name, module.__file__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=_without_repo_on_path()
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    env = _without_repo_on_path()
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    return subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, env=env)
 
 
 def _without_repo_on_path():

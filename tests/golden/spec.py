@@ -5,7 +5,6 @@ import json
 import os
 import re
 
-from pipeline import image
 from pipeline.beam_args import dataflow_args
 from pipeline.config import load_config
 from pipeline.kubeflow import compile_pipeline
@@ -33,7 +32,7 @@ def normalized(job: dict) -> dict:
 def golden(orchestrator: str) -> dict:
     """Vertex's PipelineJob, or Kubeflow's {"pipeline_spec", "platform_spec"} (kfp.Client's run body)."""
     cfg = load_config(VERTEX_CONFIG)
-    documents = compile_pipeline(cfg, dataflow_args(cfg, image.SETUP_FILE), orchestrator)
+    documents = compile_pipeline(cfg, dataflow_args(cfg), orchestrator)
     if orchestrator == "vertex":
         (job,) = documents
         return normalized(job)
