@@ -16,9 +16,14 @@ only: prompts prefilled up to there, same window. The cached decoder is timed ov
 N tokens after a first call that compiles it (compile seconds reported apart). Each
 figure is the median of `--repeats`.
 
+Random weights give almost flat next-token distributions (top-p 0.5's nucleus: about
+1,900 of 5,000 tokens), so top-p sorts every token at every step; `--model` decodes with
+a trained model's weights instead (e.g. the Trainer's Format-Serving/minigpt.keras),
+whose nuclei are a few dozen tokens.
+
 Usage:
   python benchmarks/decoding.py [--backend tensorflow|jax] [--tokens 80]
-      [--batch-sizes 1,16] [--decoders greedy,beam,...] [--json PATH]
+      [--batch-sizes 1,16] [--decoders greedy,beam,...] [--model PATH] [--json PATH]
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--decoders", default=",".join(DECODERS))
     p.add_argument("--uncached-steps", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--model", help="a trained .keras model to decode with (default: random weights, reference sizes)")
     p.add_argument("--json", help="write the results here")
     return p.parse_args(argv)
 
@@ -112,7 +118,10 @@ def measure(model, name: str, batch_size: int, args) -> dict:
 def main() -> None:
     args = ARGS
     keras.utils.set_random_seed(0)
-    model = never_ends(build_model(GPTConfig()))  # the reference's sizes: 5000 tokens, 128 window
+    if args.model:
+        model = never_ends(keras.models.load_model(args.model, compile=False))
+    else:
+        model = never_ends(build_model(GPTConfig()))  # the reference's sizes: 5000 tokens, 128 window
     rows = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         for name in args.decoders.split(","):
@@ -121,7 +130,9 @@ def main() -> None:
     header = (
         f"{'decoder':>12} {'batch':>5} {'cached tok/s':>13} {'uncached tok/s':>15} {'speedup':>8} {'compile s':>10}"
     )
-    print(f"\nbackend {keras.backend.backend()}, {args.tokens} tokens after [BOS], {platform.processor() or 'cpu'}")
+    machine = platform.processor() or "cpu"
+    weights = args.model or "random weights"
+    print(f"\nbackend {keras.backend.backend()}, {args.tokens} tokens after [BOS], {weights}, {machine}")
     print(header)
     for r in rows:
         print(
@@ -130,7 +141,11 @@ def main() -> None:
         )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"backend": keras.backend.backend(), "tokens": args.tokens, "results": rows}, f, indent=2)
+            json.dump(
+                {"backend": keras.backend.backend(), "tokens": args.tokens, "model": args.model, "results": rows},
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Each entry names its `keras_hub.samplers` class and the parameters a config may set.
 This module imports nothing heavy, so the config loader can validate `eval.decoders`
-in milliseconds; `components.minigpt.decoding` builds the samplers from it.
+in milliseconds; `components.minigpt.decoding` builds the samplers from it (top_p: our
+exact subclass of `TopPSampler` that avoids sorting the vocabulary, `top_p.py`).
 """
 
 from __future__ import annotations
