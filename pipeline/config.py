@@ -16,15 +16,20 @@ from urllib.parse import urlparse
 import yaml
 
 from components.data.formats import RESERVED_TOKENS
+from components.data_check.config import DataChecksConfig
 from components.minigpt.config import ModelConfig
 from components.minigpt.decoders import DEFAULT_SETTINGS as DEFAULT_DECODER_SETTINGS
 from components.minigpt.decoders import check_decoders, check_fits_vocabulary
 from components.minigpt.training import BACKENDS, LEARNING_RATE_SCHEDULES, PRECISIONS
 from components.runtime.errors import ConfigError
 from components.runtime.paths import is_uri
+from components.tracking.credentials import check_settings as check_credential_settings
+from components.trainer.keys import WARM_START_CHOICES
 
 EMBEDDED_CORPUS = "embedded"
 DIRECT_RUNNING_MODES = ("auto", "multi_processing", "in_memory")
+VOCABULARY_SOURCES = ("learn", "champion")
+DEDUP_MODES = ("none", "exact")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +60,14 @@ class DataConfig:
     # sha256 (64 hex digits) the downloaded zip must have; null: not checked. A mismatch
     # removes the download and stops the run.
     sha256: Optional[str] = None
+    # "exact": TextExampleGen drops exact duplicate paragraphs of the train split (one
+    # copy kept); "none" (the default): the corpus is trained on as it is, and DataCheck
+    # counts the duplicates (data.checks.max_duplicate_share).
+    dedup: str = "none"
+    # A schema file (TFDV's Schema as text proto) the token-id statistics are validated
+    # against, for a user to edit; null: SchemaGen infers one from the statistics.
+    schema_file: Optional[str] = None
+    checks: DataChecksConfig = DataChecksConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +77,13 @@ class VocabConfig:
     lowercase: bool = True
     # [PAD] must be id 0 (padding); [UNK] is the tokenizer's OOV token; [BOS] starts lines.
     reserved_tokens: tuple = RESERVED_TOKENS
+    # "champion": keep the champion's vocabulary (MLflow's `champion` alias) when it was
+    # learned with these settings, so a run on new data stays comparable with it (the
+    # blessing compares perplexities token for token) and can start from its weights
+    # (train.warm_start); a first run, or other vocab settings, learn one. "learn": always
+    # learn from this run's train split (a new vocabulary makes the champion incomparable:
+    # such a model is not blessed).
+    source: str = "champion"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +118,18 @@ class TrainConfig:
     epoch_sample_k: int = 10
     epoch_sample_tokens: int = 80
     seed: int = 42
+    # "champion": start from the champion's weights (MLflow's `champion` alias) when its
+    # vocabulary and sizes are this run's, else from scratch, saying why; "none": from
+    # scratch. Either way the run logs what it started from.
+    warm_start: str = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingConfig:
+    # A new model is blessed (pushed, and made MLflow's `champion`) when its held-out
+    # perplexity is at most the champion's x (1 + max_increase), both measured on this
+    # run's held-out split; 0: it must be no worse. With no champion yet it is blessed.
+    max_increase: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +153,7 @@ class EvalConfig:
     # The decoder of the registered text model (`mlflow models serve`) when a request names
     # none; one of `decoders`. null: top_p if listed, else the first one.
     serving_decoder: Optional[str] = None
+    blessing: BlessingConfig = BlessingConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +161,20 @@ class MlflowConfig:
     # null: $MLFLOW_TRACKING_URI if set, else a SQLite store under output_dir.
     tracking_uri: Optional[str] = None
     experiment_name: str = "minigpt"
+    # How the tasks of a Kubeflow/Vertex run authenticate to the tracking server, at most
+    # one way; the spec names where the credentials are, never holds them (README: Running
+    # in production). All null: no credentials (this machine uses MLflow's own variables).
+    # Kubeflow only: a Kubernetes Secret of the run's namespace whose keys become every
+    # task's environment, named after MLflow's variables, as kubernetes_secret_keys lists:
+    # [MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD] or [MLFLOW_TRACKING_TOKEN].
+    kubernetes_secret: Optional[str] = None
+    kubernetes_secret_keys: tuple = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    # A Secret Manager secret version, projects/P/secrets/S/versions/V (V may be latest),
+    # holding a JSON object with those keys: each task reads it as its service account.
+    secret_manager_secret: Optional[str] = None
+    # A Google ID token for this audience, minted from each task's service account: the
+    # OAuth client ID of an IAP in front of the server, or a Cloud Run server's URL.
+    id_token_audience: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +244,14 @@ class CloudConfig:
     trainer: TrainerResourcesConfig = TrainerResourcesConfig()
 
 
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    # Where the Pusher copies a blessed model's bundle (SavedModel, .keras model,
+    # vocabulary, manifest), one folder per push named by its Unix time (TensorFlow
+    # Serving's layout): a local folder or a gs:// one. null: <pipeline_root>/serving.
+    push_destination: Optional[str] = None
+
+
 def absolute(path: str) -> str:
     """A local path made absolute; a URI kept as it is (abspath would mangle gs://b)."""
     return path if is_uri(path) else os.path.abspath(os.path.expanduser(path))
@@ -218,11 +273,17 @@ class PipelineConfig:
     mlflow: MlflowConfig = MlflowConfig()
     beam: BeamConfig = BeamConfig()
     cloud: CloudConfig = CloudConfig()
+    serving: ServingConfig = ServingConfig()
 
     @property
     def resolved_pipeline_root(self) -> str:
         """Absolute local path or URI of the pipeline root."""
         return absolute(self.pipeline_root or os.path.join(self.output_dir, "pipeline_root"))
+
+    @property
+    def resolved_push_destination(self) -> str:
+        """Absolute local path or URI of the folder blessed models are pushed to."""
+        return absolute(self.serving.push_destination or os.path.join(self.resolved_pipeline_root, "serving"))
 
     @property
     def checkpoint_root(self) -> str:
@@ -440,6 +501,12 @@ def validate(cfg: PipelineConfig) -> None:
         raise ConfigError("data.min_training_seq_len", f"must be >= 0, got {cfg.data.min_training_seq_len}")
     if cfg.data.max_line_bytes <= cfg.data.min_training_seq_len:
         raise ConfigError("data.max_line_bytes", "must be larger than data.min_training_seq_len")
+    if cfg.data.dedup not in DEDUP_MODES:
+        raise ConfigError("data.dedup", f"must be one of {', '.join(DEDUP_MODES)}, got {cfg.data.dedup!r}")
+    for field in dataclasses.fields(cfg.data.checks):
+        value = getattr(cfg.data.checks, field.name)
+        if not 0 <= value <= 1:
+            raise ConfigError(f"data.checks.{field.name}", f"must be between 0 and 1, got {value}")
     if any(arg.startswith("--runner") for arg in cfg.beam.extra_args):
         raise ConfigError("beam.extra_args", "must not name a runner: use run.py's --runner flag")
     if cfg.beam.direct_running_mode not in DIRECT_RUNNING_MODES:
@@ -467,10 +534,13 @@ def validate(cfg: PipelineConfig) -> None:
         ("backend", BACKENDS),
         ("precision", PRECISIONS),
         ("learning_rate_schedule", LEARNING_RATE_SCHEDULES),
+        ("warm_start", WARM_START_CHOICES),
     ):
         value = getattr(cfg.train, name)
         if value not in choices:
             raise ConfigError(f"train.{name}", f"must be one of {', '.join(choices)}, got {value!r}")
+    if cfg.vocab.source not in VOCABULARY_SOURCES:
+        raise ConfigError("vocab.source", f"must be one of {', '.join(VOCABULARY_SOURCES)}, got {cfg.vocab.source!r}")
     for key, num_tokens in (
         ("eval.num_tokens_to_generate", cfg.eval.num_tokens_to_generate),
         ("train.epoch_sample_tokens", cfg.train.epoch_sample_tokens),
@@ -481,6 +551,11 @@ def validate(cfg: PipelineConfig) -> None:
         raise ConfigError(
             "eval.serving_decoder",
             f"{cfg.eval.serving_decoder!r} is not in eval.decoders ({', '.join(cfg.eval.decoders)})",
+        )
+    if not cfg.eval.blessing.max_increase >= 0:
+        raise ConfigError(
+            "eval.blessing.max_increase",
+            f"must be >= 0 (0: no worse than the champion), got {cfg.eval.blessing.max_increase}",
         )
     if cfg.eval.prompt_tokens >= cfg.eval.num_tokens_to_generate:
         raise ConfigError(
@@ -503,6 +578,10 @@ def validate(cfg: PipelineConfig) -> None:
             "put a cloud run's artifacts in pipeline_root",
         )
     _check_cloud(cfg.cloud)
+    mlflow = cfg.mlflow
+    check_credential_settings(
+        mlflow.kubernetes_secret, mlflow.kubernetes_secret_keys, mlflow.secret_manager_secret, mlflow.id_token_audience
+    )
     if cfg.cloud.trainer.replica_count > 1 and cfg.train.backend == "tensorflow":
         raise ConfigError("train.backend", "the Trainer's replicas train on JAX together: set auto or jax")
     if cfg.mlflow.tracking_uri and urlparse(cfg.mlflow.tracking_uri).password:

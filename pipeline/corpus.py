@@ -242,10 +242,38 @@ def _checked(corpus_dir: str, paths: List[str], key: str) -> List[str]:
 SPLIT_KEYS = {"train": "data.train_file", "eval": "data.eval_file", "test": "data.test_file"}
 
 
+def latest_span(corpus_dir: str, patterns: Dict[str, Optional[str]]) -> Dict[str, Optional[str]]:
+    """`patterns` with TFX's span placeholders (`{SPAN}`, `{VERSION}`, or `{YYYY}{MM}{DD}`)
+    filled in for the newest span that the train and eval splits both have, found by the
+    function ExampleGen's driver calls (so these checks look at the files the run reads);
+    patterns without them unchanged. The test split takes that span's file, if it has one."""
+    from tfx.components.example_gen import utils  # pylint: disable=import-outside-toplevel
+    from tfx.proto import example_gen_pb2  # pylint: disable=import-outside-toplevel
+
+    required = [example_gen_pb2.Input.Split(name=split, pattern=patterns[split]) for split in ("train", "eval")]
+    specs = utils.verify_split_pattern_specs(required[0])
+    if not any(specs[:2]):
+        return patterns
+    try:  # fills the span (and version) into `required`'s patterns
+        _, span, version = utils.calculate_splits_fingerprint_span_and_version(corpus_dir, required)
+    except (ValueError, RuntimeError) as e:
+        raise InputDataError(f"data.train_file / data.eval_file: {first_line(e)} (in {corpus_dir})") from None
+    resolved = {split.name: split.pattern for split in required}
+    test = patterns.get("test")
+    if test:
+        test_split = example_gen_pb2.Input.Split(name="test", pattern=test)
+        resolved["test"] = utils.get_pattern_for_span_version(
+            test, *utils.verify_split_pattern_specs(test_split), span, version
+        )
+    return resolved
+
+
 def corpus_splits(corpus_dir: str, patterns: Dict[str, Optional[str]]) -> Dict[str, List[str]]:
-    """Each split's files (`patterns`: split name -> file name or glob; the test split is
-    optional and may come back empty), checked; a file in two splits fails, naming both
-    keys: a test split that was trained on would not be held out."""
+    """Each split's files (`patterns`: split name -> file name or glob, with TFX's span
+    placeholders resolved to the newest span: `latest_span`; the test split is optional
+    and may come back empty), checked; a file in two splits fails, naming both keys: a
+    test split that was trained on would not be held out."""
+    patterns = latest_span(corpus_dir, patterns)
     found = {
         split: (optional_split_files if split == "test" else split_files)(corpus_dir, pattern, SPLIT_KEYS[split])
         for split, pattern in patterns.items()

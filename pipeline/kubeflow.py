@@ -80,6 +80,12 @@ def check_orchestrator(
                 raise ConfigError(flag, "is required to submit or schedule on Vertex AI Pipelines")
     if orchestrator == "kubeflow":
         _check_kubeflow(cfg, host, schedule, compile_only)
+    if cfg.mlflow.kubernetes_secret is not None and (orchestrator != "kubeflow" or cfg.cloud.trainer.vertex_training):
+        raise ConfigError(
+            "mlflow.kubernetes_secret",
+            "only Kubeflow Pipelines' pods see a Kubernetes Secret (Vertex AI's tasks and training jobs do not): "
+            "use mlflow.secret_manager_secret or mlflow.id_token_audience",
+        )
     if not cloud.image:
         raise ConfigError("--image", "is required: every task runs the pipeline image built from the Dockerfile")
     if not is_uri(cfg.resolved_pipeline_root):
@@ -144,12 +150,13 @@ def compile_pipeline(cfg: PipelineConfig, beam_pipeline_args: Sequence[str], orc
     Vertex: the PipelineJob, at TFX's default schema 2.0.0 (the one TFX's Vertex runs use).
     Kubeflow: its PipelineSpec at schema 2.1.0, whose constants are `runtimeValue.constant`:
     KFP's driver resolves only those and fails a task on 2.0.0's `constantValue`. Then,
-    when the Trainer's pod asks for GPUs, the Kubernetes platform spec that puts it on a
-    node with that GPU model (kfp.Client sends a package's second YAML document as the
-    run's platform_spec).
+    when the Trainer's pod asks for GPUs or the tasks read a Kubernetes Secret, the
+    Kubernetes platform spec that says so (kfp.Client sends a package's second YAML
+    document as the run's platform_spec).
     """
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+    from components.tracking.credentials import auth_variables
     from components.tracking.mlflow_runs import tracking_variables
     from pipeline.dag import create_pipeline
 
@@ -168,16 +175,41 @@ def compile_pipeline(cfg: PipelineConfig, beam_pipeline_args: Sequence[str], orc
     job = runner.run(pipeline, write_out=False)
     # Where and how the executors report to MLflow (components/tracking/mlflow_runs.py).
     variables = tracking_variables(cfg.resolved_tracking_uri(), cfg.mlflow.experiment_name)
+    # How they authenticate, by name only (components/tracking/credentials.py).
+    variables.update(auth_variables(cfg.mlflow.secret_manager_secret, cfg.mlflow.id_token_audience))
     environment = [{"name": name, "value": value} for name, value in variables.items()]
     for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
         if "container" in executor:
             executor["container"]["env"] = environment
+    _pass_pipeline_name(job["pipelineSpec"], cfg.pipeline_name, kubeflow)
     if not kubeflow:
         return [job]
     spec = job["pipelineSpec"]
-    if trainer.accelerator_type and not trainer.vertex_training:
-        return [spec, _gpu_node_selector(spec, trainer.accelerator_type)]
+    executors = _kubernetes_executors(cfg, spec)
+    if executors:
+        return [spec, {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}]
     return [spec]
+
+
+# The tasks whose executors find the pipeline run's MLflow run (pipeline name and run id).
+RUN_AWARE_TASKS = ("Trainer", "Evaluator")
+
+
+def _run_aware_executors(spec: Dict[str, Any]) -> List[str]:
+    """The executor labels of the tasks that find the pipeline run's MLflow run."""
+    components = (spec["root"]["dag"]["tasks"][task]["componentRef"]["name"] for task in RUN_AWARE_TASKS)
+    return [spec["components"][component]["executorLabel"] for component in components]
+
+
+def _pass_pipeline_name(spec: Dict[str, Any], pipeline_name: str, kubeflow: bool) -> None:
+    """Gives the executors that log to MLflow their pipeline name, and on Vertex its job id,
+    which TFX's container entrypoint leaves out of their context
+    (`components.runtime.pipeline_run`; Kubeflow's run id comes from the platform spec). A
+    local Trainer's container only: on `vertex_training` the custom job gets them from it."""
+    from components.runtime.pipeline_run import pipeline_flags
+
+    for label in _run_aware_executors(spec):
+        spec["deploymentSpec"]["executors"][label]["container"]["args"].extend(pipeline_flags(pipeline_name, kubeflow))
 
 
 def _trainer_resources(trainer: TrainerResourcesConfig, kubeflow: bool) -> Any:
@@ -198,19 +230,39 @@ def _trainer_resources(trainer: TrainerResourcesConfig, kubeflow: bool) -> Any:
     return resources
 
 
-def _gpu_node_selector(spec: Dict[str, Any], accelerator_type: str) -> Dict[str, Any]:
-    """The Kubernetes platform spec that puts the Trainer's pod on a node with its GPU model.
+def _kubernetes_executors(cfg: PipelineConfig, spec: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """The Kubernetes platform spec's executors: each one's kfp-kubernetes
+    KubernetesExecutorConfig as JSON, for the executors that need one ({} for none).
 
-    An executor's entry is kfp-kubernetes' KubernetesExecutorConfig as JSON. GKE labels a
-    GPU node with the model's Vertex name in lower case with hyphens (NVIDIA_L4 ->
-    nvidia-l4, NVIDIA_TESLA_T4 -> nvidia-tesla-t4).
+    A GPU Trainer's pod goes on a node with its GPU model: GKE labels a GPU node with the
+    model's Vertex name in lower case with hyphens (NVIDIA_L4 -> nvidia-l4, NVIDIA_TESLA_T4
+    -> nvidia-tesla-t4). With `mlflow.kubernetes_secret`, every task's container gets the
+    Secret's keys as MLflow's variables of the same names (`secretAsEnv`: the kubelet
+    resolves them in the pod; the spec holds the Secret's name only). `secretName` is the
+    field every KFP v2 driver reads (newer ones also take `secretNameParameter`). The
+    Trainer's and the Evaluator's containers get the run's id from their pod's label
+    (`fieldPathAsEnv`, which KFP's driver has read since kfp-kubernetes 1.1).
     """
-    component = spec["root"]["dag"]["tasks"]["Trainer"]["componentRef"]["name"]
-    executor = spec["components"][component]["executorLabel"]
-    labels = {GKE_ACCELERATOR_LABEL: accelerator_type.lower().replace("_", "-")}
-    return {
-        "platforms": {"kubernetes": {"deploymentSpec": {"executors": {executor: {"nodeSelector": {"labels": labels}}}}}}
-    }
+    from components.runtime.pipeline_run import KUBEFLOW_RUN_ID_ENV, KUBEFLOW_RUN_ID_FIELD
+
+    executors: Dict[str, Dict[str, Any]] = {}
+    mlflow = cfg.mlflow
+    if mlflow.kubernetes_secret:
+        for label, executor in spec["deploymentSpec"]["executors"].items():
+            if "container" in executor:  # a list each: a shared one would become a YAML alias
+                keys = [{"secretKey": key, "envVar": key} for key in mlflow.kubernetes_secret_keys]
+                executors[label] = {"secretAsEnv": [{"secretName": mlflow.kubernetes_secret, "keyToEnv": keys}]}
+    # The run id, from the label KFP's API server puts on every pod of a run.
+    for label in _run_aware_executors(spec):
+        variable = {"name": KUBEFLOW_RUN_ID_ENV, "fieldPath": KUBEFLOW_RUN_ID_FIELD}
+        executors.setdefault(label, {})["fieldPathAsEnv"] = [variable]
+    trainer = cfg.cloud.trainer
+    if trainer.accelerator_type and not trainer.vertex_training:
+        component = spec["root"]["dag"]["tasks"]["Trainer"]["componentRef"]["name"]
+        label = spec["components"][component]["executorLabel"]
+        labels = {GKE_ACCELERATOR_LABEL: trainer.accelerator_type.lower().replace("_", "-")}
+        executors.setdefault(label, {})["nodeSelector"] = {"labels": labels}
+    return executors
 
 
 def write_pipeline(documents: Sequence[Dict[str, Any]], path: str) -> str:
@@ -231,6 +283,11 @@ def write_pipeline(documents: Sequence[Dict[str, Any]], path: str) -> str:
     return path
 
 
+# None keeps each task's compiled caching setting (on for every task: `create_pipeline`);
+# True or False would override every task's, whatever the spec says.
+CACHING = None
+
+
 def submit_to_vertex(cfg: PipelineConfig, spec_path: str, schedule: Optional[str]) -> str:
     """Submits the compiled spec to Vertex AI Pipelines, or schedules it; returns its name.
 
@@ -243,7 +300,7 @@ def submit_to_vertex(cfg: PipelineConfig, spec_path: str, schedule: Optional[str
         display_name=cfg.pipeline_name,
         template_path=spec_path,
         pipeline_root=cfg.resolved_pipeline_root,
-        enable_caching=True,
+        enable_caching=CACHING,
         project=cfg.cloud.project,
         location=cfg.cloud.region,
     )
@@ -275,7 +332,7 @@ def submit_to_kubeflow(
             cron_expression="0 " + schedule,
             pipeline_package_path=spec_path,
             pipeline_root=cfg.resolved_pipeline_root,
-            enable_caching=True,
+            enable_caching=CACHING,
         )
         return recurring.recurring_run_id
     result = client.create_run_from_pipeline_package(
@@ -284,7 +341,7 @@ def submit_to_kubeflow(
         run_name=cfg.pipeline_name,
         namespace=namespace,
         pipeline_root=cfg.resolved_pipeline_root,
-        enable_caching=True,
+        enable_caching=CACHING,
     )
     return result.run_id
 

@@ -21,7 +21,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from components.tracking.mlflow_runs import PipelineRun, artifact_paths
-from pipeline.run_summary import RunSummary, perplexities
+from pipeline.run_summary import RunSummary, blessing_line, perplexities
 
 REPORT_FILE = "report.html"
 PLOTS = (
@@ -129,6 +129,7 @@ def build_report(summary: RunSummary, run: Run, client: MlflowClient, folder: st
             ["split", "token-weighted perplexity", "tokens", "what it is"],
             [[row.split, f"{row.perplexity:.2f}", row.tokens, row.meaning] for row in perplexities(evaluation)],
         ),
+        *_blessing(evaluation, summary),
         _table(LEADERBOARD_COLUMNS, [[r.get(c, "") for c in LEADERBOARD_COLUMNS] for r in leaderboard]),
         _embedded_plots(client, run_id, logged, folder),
         "<h2>Samples</h2>",
@@ -137,6 +138,12 @@ def build_report(summary: RunSummary, run: Run, client: MlflowClient, folder: st
     title = f"minigpt run {html.escape(summary.pipeline_run_id)}"
     head = f"<meta charset='utf-8'><title>{title}</title><style>{STYLE}</style>"
     return f"<!doctype html><html><head>{head}</head><body>" + "\n".join(sections) + "</body></html>"
+
+
+def _blessing(evaluation: dict, summary: RunSummary) -> List[str]:
+    """The blessing decision (candidate vs champion) as a line, when the run made one."""
+    line = blessing_line(evaluation, summary.pushed)
+    return [f"<p><b>Model:</b> {html.escape(line)}</p>"] if line else []
 
 
 def write_report(summary: RunSummary, tracking_uri: str, output_dir: str) -> str:

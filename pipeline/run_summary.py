@@ -39,6 +39,9 @@ class RunSummary:
     # Artifact type name (e.g. "Model") -> URI of this run's output of that type.
     outputs: Dict[str, str]
     evaluation: Optional[dict]
+    # The Pusher's record (TFX's `pushed`, `pushed_destination`, and `registered_version`),
+    # None when no Pusher ran.
+    pushed: Optional[Dict[str, object]] = None
 
 
 def pipeline_run_ids(metadata_path: str) -> List[str]:
@@ -70,14 +73,37 @@ def latest_run(metadata_path: str) -> Optional[RunSummary]:
         events = store.get_events_by_execution_ids([e.id for e in executions])
         output_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
         artifact_types = {t.id: t.name for t in store.get_artifact_types()}
-        outputs = {artifact_types[a.type_id]: a.uri for a in store.get_artifacts_by_id(output_ids)}
+        artifacts = store.get_artifacts_by_id(output_ids)
+        outputs = {artifact_types[a.type_id]: a.uri for a in artifacts}
+        pushed = next((_properties(a) for a in artifacts if artifact_types[a.type_id] == "PushedModel"), None)
     evaluation = None
     if "ModelEvaluation" in outputs:
         path = os.path.join(outputs["ModelEvaluation"], EVALUATION_FILE)
         if fileio.exists(path):  # a gs:// pipeline root (Beam steps on Dataflow) too
             with fileio.open(path) as f:
                 evaluation = json.load(f)
-    return RunSummary(run.name, states, seconds, outputs, evaluation)
+    return RunSummary(run.name, states, seconds, outputs, evaluation, pushed)
+
+
+def _properties(artifact: metadata_store_pb2.Artifact) -> Dict[str, object]:
+    """An MLMD artifact's custom properties as plain values."""
+    return {key: getattr(value, value.WhichOneof("value")) for key, value in artifact.custom_properties.items()}
+
+
+def blessing_line(evaluation: Optional[dict], pushed: Optional[Dict[str, object]]) -> Optional[str]:
+    """The run's decision in words: "blessed, pushed as version N to D (why)" or "not
+    blessed: X > Y"; None for a run without a blessing."""
+    decision = (evaluation or {}).get("blessing")
+    if not decision:
+        return None
+    if not decision["blessed"]:
+        return f"not blessed: {decision['reason']}"
+    if pushed and pushed.get("pushed") == 1:
+        return (
+            f"blessed, pushed as version {pushed.get('registered_version')} to {pushed.get('pushed_destination')} "
+            f"({decision['reason']})"
+        )
+    return f"blessed, not pushed ({decision['reason']})"
 
 
 class SplitPerplexity(NamedTuple):

@@ -6,7 +6,7 @@ import os
 import sys
 
 from pipeline.config import PipelineConfig
-from pipeline.run_summary import RunSummary, perplexities
+from pipeline.run_summary import RunSummary, blessing_line, perplexities
 
 # MLflow 3.17's UI opens in its GenAI view unless a link asks for the training one.
 UI_VIEW = "?workflowType=machine_learning"
@@ -31,6 +31,9 @@ def print_summary(cfg: PipelineConfig, summary: RunSummary) -> None:
         ),
         f"MLflow run:       {evaluation.get('mlflow_run_id', '?')}",
     ]
+    decision = blessing_line(evaluation, summary.pushed)
+    if decision:
+        lines.insert(-1, f"Model:            {decision}")
     if all(state == "CACHED" for state in summary.states.values()):
         lines.append("                  (every component was cached: this is the run that produced the results)")
     for name, text in evaluation.get("samples", {}).items():

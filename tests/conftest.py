@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -18,6 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CORPUS = os.path.join(REPO_ROOT, "tests", "data", "tiny_corpus")
 TINY_CONFIG = os.path.join(REPO_ROOT, "configs", "tiny.yaml")
+
+
+@pytest.fixture(autouse=True)
+def unset_mlflow_tracking_uri():
+    """Each test's MLflow clients find the store it names: a tracking URI one test set with
+    `mlflow.set_tracking_uri` would otherwise outrank the next one's $MLFLOW_TRACKING_URI."""
+    yield
+    mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture
@@ -111,3 +120,34 @@ def wait_for_http(url: str, process: subprocess.Popen, log_path, timeout_s: floa
             if process.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"{url} did not come up:\n" + open(log_path).read()[-3000:])
             time.sleep(0.5)
+
+
+def register_champion(tracking_uri, folder, vocab, model=None, gpt=None, statistics_uri=None) -> str:
+    """Exports `model` (default: a fresh tiny one over `vocab`) as a bundle under `folder`,
+    logs and registers it as the Evaluator does, and makes it MLflow's champion (with the
+    Pusher's statistics tag when given); returns its version."""
+    from components.minigpt.model import GPTConfig, build_model  # pylint: disable=import-outside-toplevel
+    from components.serving import model_bundle  # pylint: disable=import-outside-toplevel
+    from components.tracking import text_model  # pylint: disable=import-outside-toplevel
+    from components.tracking.champion import STATISTICS_URI_TAG  # pylint: disable=import-outside-toplevel
+
+    gpt = gpt or GPTConfig(vocabulary_size=len(vocab), seq_len=8, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1)
+    model = model or build_model(gpt)
+    os.makedirs(folder, exist_ok=True)
+    vocab_path = os.path.join(folder, "vocab.txt")
+    with open(vocab_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(vocab) + "\n")
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name("champions")
+    experiment_id = found.experiment_id if found else client.create_experiment("champions")
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        params = {"vocab.vocabulary_size": 5000}
+        manifest = model_bundle.Manifest(gpt, True, run.info.run_id, "champion-pipeline-run", params)
+        bundle = os.path.join(folder, "Format-Serving")
+        model_bundle.export(bundle, model, manifest, vocab_path, generate_tokens=4)
+        version = text_model.log_and_register(bundle, {"greedy": {}}, "greedy", 4, 42)
+    client.set_registered_model_alias(text_model.REGISTERED_MODEL, text_model.CHAMPION_ALIAS, version)
+    if statistics_uri:
+        client.set_model_version_tag(text_model.REGISTERED_MODEL, version, STATISTICS_URI_TAG, statistics_uri)
+    return version

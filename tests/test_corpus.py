@@ -234,3 +234,32 @@ def test_a_file_in_two_splits_fails_naming_both_keys(tiny_corpus):
         corpus_splits(str(tiny_corpus), {"train": "train.txt", "eval": "valid.txt", "test": "valid.txt"})
     found = corpus_splits(str(tiny_corpus), {"train": "train.txt", "eval": "valid.txt", "test": "none-*.txt"})
     assert found == {"train": [str(tiny_corpus / "train.txt")], "eval": [str(tiny_corpus / "valid.txt")], "test": []}
+
+
+def test_span_placeholders_pick_the_newest_span_every_split_has(tiny_corpus, tmp_path):
+    """TFX's `{SPAN}` patterns, resolved by ExampleGen's own driver function: the checks
+    look at the files the run will read."""
+    books = tmp_path / "books"
+    for span, splits in ((1, ("train", "valid", "test")), (2, ("train", "valid")), (10, ("train",))):
+        (books / f"span-{span}").mkdir(parents=True)
+        for split in splits:
+            (books / f"span-{span}" / f"{split}.txt").write_bytes((tiny_corpus / f"{split}.txt").read_bytes())
+    patterns = {"train": "span-{SPAN}/train.txt", "eval": "span-{SPAN}/valid.txt", "test": "span-{SPAN}/test.txt"}
+    # Span 10 has no eval split, which TFX refuses (every split must have the newest span).
+    with pytest.raises(InputDataError, match=r"^data.train_file / data.eval_file: Latest span should be the same"):
+        corpus_splits(str(books), patterns)
+    (books / "span-10" / "train.txt").rename(books / "span-10" / "notes.txt")
+    # Span 2 is the newest: it has no test file, so the run has no test split.
+    found = corpus_splits(str(books), patterns)
+    assert found == {
+        "train": [str(books / "span-2" / "train.txt")],
+        "eval": [str(books / "span-2" / "valid.txt")],
+        "test": [],
+    }
+    (books / "span-2" / "test.txt").write_bytes((tiny_corpus / "test.txt").read_bytes())
+    assert corpus_splits(str(books), patterns)["test"] == [str(books / "span-2" / "test.txt")]
+    # Without placeholders nothing changes.
+    assert corpus.latest_span(str(tiny_corpus), {"train": "train.txt", "eval": "valid.txt"}) == {
+        "train": "train.txt",
+        "eval": "valid.txt",
+    }

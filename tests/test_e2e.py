@@ -28,7 +28,10 @@ DECODERS = ["beam", "contrastive", "greedy", "random", "top_k", "top_p"]
 # The tiny corpus runs its Beam steps in memory (`auto`); this test runs them on worker
 # processes, as a large corpus does.
 MULTI_PROCESSING = "beam.direct_running_mode=multi_processing"
-COMPONENTS = ["TextExampleGen", "VocabGen", "Tokenize", "DecoderCheck", "Trainer", "Evaluator"]
+COMPONENTS = [
+    "TextExampleGen", "VocabGen", "Tokenize", "DecoderCheck", "StatisticsGen", "SchemaGen", "ExampleValidator",
+    "DataCheck", "Trainer", "Evaluator", "Pusher",
+]  # fmt: skip
 
 
 def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
@@ -117,6 +120,10 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     (version,) = client.search_model_versions("name = 'minigpt'")
     assert (str(version.version), version.run_id) == ("1", run.info.run_id)
     assert evaluation["registered_model"] == "models:/minigpt/1"
+    # No champion to beat: blessed, pushed, and the champion; the summary and report say so.
+    assert f"Model:            blessed, pushed as version 1 to {out}/pipeline_root/serving/" in first.stdout
+    assert "blessed, pushed as version 1" in report
+    assert client.get_model_version_by_alias("minigpt", "champion").version == 1
     assert f"MLflow run:       {run.info.run_id}" in first.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db" in first.stdout
     assert f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" in first.stdout
@@ -299,7 +306,7 @@ def test_two_runs_in_two_folders_learn_the_same_and_leak_no_secret(tmp_path, mon
         assert result.returncode == 0, result.stderr[-3000:]
         summary = latest_run(str(out / "metadata.sqlite"))
         client, (run,) = mlflow_runs(out)
-        with open(os.path.join(summary.outputs["minigpt.Vocabulary"], "vocab.txt"), encoding="utf-8") as f:
+        with open(os.path.join(summary.outputs["components.Vocabulary"], "vocab.txt"), encoding="utf-8") as f:
             vocab = f.read()
         train_ids = os.path.join(summary.outputs["Examples"], "Split-train")
         written.append(_records_as_written(train_ids))

@@ -21,7 +21,7 @@ from components.runtime.errors import ConfigError, InputDataError
 from components.runtime.paths import copy_tree
 from components.serving import model_bundle
 from components.tracking.mlflow_runs import PIPELINE_RUN_ID_TAG, TRAINED_IN_RUN_TAG, PipelineRun
-from tests.conftest import tokenize, write_token_examples
+from tests.conftest import register_champion, tokenize, write_token_examples
 from tests.ram_filesystem import ram_folder
 
 VOCAB = ["[PAD]", "[UNK]", "[BOS]", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "."]
@@ -62,19 +62,49 @@ def setup(tmp_path):
 
 # Held out: the leaderboard's prompts come from these lines.
 TEST_LINES = [b"mat ran on the dog .", b"cat ran ."]
+# The candidate Model artifact's ML Metadata id.
+CANDIDATE_ID = 7
 
 
-def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, params=None, splits=SPLITS, root=None):
-    """Runs the executor on the artifacts under `root` (a local folder or a URI; default `tmp_path`)."""
+def _champion(tmp_path, tracking_uri, vocab=VOCAB, bias_to=None):
+    """Makes MLflow's champion a model with uniform logits (perplexity = vocabulary size),
+    or, with `bias_to` (token -> logit bias), one that favours those tokens."""
+    gpt = GPTConfig(vocabulary_size=len(vocab), seq_len=8, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1)
+    model = build_model(gpt)
+    kernel, bias = model.get_layer("logits").get_weights()
+    bias = np.zeros_like(bias)
+    for token, value in (bias_to or {}).items():
+        bias[vocab.index(token)] = value
+    model.get_layer("logits").set_weights([np.zeros_like(kernel), bias])
+    return register_champion(tracking_uri, str(tmp_path / "champion"), vocab, model=model, gpt=gpt)
+
+
+def _evaluate(
+    tmp_path,
+    tracking_uri,
+    pipeline_run_id,
+    eval_config=EVAL_CONFIG,
+    params=None,
+    splits=SPLITS,
+    root=None,
+    blessing=None,
+):
+    """Runs the executor on the artifacts under `root` (a local folder or a URI; default
+    `tmp_path`)."""
     root = str(root or tmp_path)
     examples = standard_artifacts.Examples()
     examples.uri = os.path.join(root, "examples")
     examples.split_names = json.dumps(splits)
     model = standard_artifacts.Model()
     model.uri = os.path.join(root, "Trainer", "model")
+    model.id = CANDIDATE_ID
     evaluation = standard_artifacts.ModelEvaluation()
     evaluation.uri = os.path.join(root, "evaluation", pipeline_run_id)
     fileio.makedirs(evaluation.uri)
+    blessing = blessing or standard_artifacts.ModelBlessing()
+    blessing.uri = os.path.join(root, "blessing", pipeline_run_id)
+    fileio.makedirs(blessing.uri)
+    eval_config = {"blessing": {"max_increase": 0.0}, **eval_config}
     component = Evaluator(
         examples=Channel(type=standard_artifacts.Examples),
         model=Channel(type=standard_artifacts.Model),
@@ -85,9 +115,9 @@ def _evaluate(tmp_path, tracking_uri, pipeline_run_id, eval_config=EVAL_CONFIG, 
     context = BaseExecutor.Context(
         tmp_dir=str(tmp_path / "tmp"), pipeline_info=pipeline_pb2.PipelineInfo(id="p"), pipeline_run_id=pipeline_run_id
     )
-    executor.Executor(context).Do(
-        {"examples": [examples], "model": [model]}, {"evaluation": [evaluation]}, component.exec_properties
-    )
+    inputs = {"examples": [examples], "model": [model]}
+    outputs = {"evaluation": [evaluation], "blessing": [blessing]}
+    executor.Executor(context).Do(inputs, outputs, component.exec_properties)
     with fileio.open(os.path.join(evaluation.uri, EVALUATION_FILE)) as f:
         return evaluation, json.load(f)
 
@@ -219,3 +249,61 @@ def test_artifacts_at_uris_not_on_this_disk_are_read_and_logged(setup):
     mlflow.set_tracking_uri(tracking_uri)
     text_model = mlflow.pyfunc.load_model(result["registered_model"])
     assert text_model.predict(["the cat"], params={"decoder": "greedy"})[0].split()[:2] == ["the", "cat"]
+
+
+# A champion that knows the held-out lines' most common tokens: better than uniform.
+FREQUENT = {"ran": 2.0, ".": 2.0, "the": 1.0, "cat": 1.0, "[PAD]": 1.0}
+
+
+def _blessing_of(setup, pipeline_run_id="train-run", **kwargs):
+    tmp_path, tracking_uri, _ = setup
+    blessing = standard_artifacts.ModelBlessing()
+    _, result = _evaluate(tmp_path, tracking_uri, pipeline_run_id, blessing=blessing, **kwargs)
+    run = MlflowClient(tracking_uri).get_run(result["mlflow_run_id"])
+    return blessing, result["blessing"], run
+
+
+def test_a_first_model_is_blessed_there_being_no_champion(setup):
+    blessing, decision, run = _blessing_of(setup)
+    assert decision["blessed"] and decision["champion"] is None and decision["reason"] == "no champion yet"
+    assert decision["split"] == "test" and decision["candidate"] == pytest.approx(len(VOCAB), rel=1e-4)
+    # TFX's properties, which its Pusher reads.
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert blessing.get_int_custom_property("current_model_id") == CANDIDATE_ID
+    assert blessing.get_string_custom_property("registered_version") == decision["registered_version"] == "1"
+    assert run.data.tags["blessing"] == "blessed" and run.data.metrics["blessing.blessed"] == 1
+
+
+def test_a_model_worse_than_the_champion_is_registered_but_not_blessed(setup):
+    tmp_path, tracking_uri, _ = setup
+    version = _champion(tmp_path, tracking_uri, bias_to=FREQUENT)
+    blessing, decision, run = _blessing_of(setup)
+    # The champion was scored here, on this run's test split: better than uniform.
+    champion = decision["champion"]
+    assert champion < len(VOCAB) and run.data.metrics["blessing.champion_perplexity"] == pytest.approx(champion)
+    assert not decision["blessed"] and blessing.get_int_custom_property("blessed") == 0
+    assert decision["reason"] == f"test perplexity {len(VOCAB):.2f} > the champion's (version {version}) {champion:.2f}"
+    assert blessing.get_string_custom_property("baseline_model") == f"models:/minigpt/{version}"
+    assert run.data.tags["blessing"] == "not blessed" and run.data.tags["blessing.reason"] == decision["reason"]
+    # Registered all the same: a version for the record, which the alias does not name.
+    assert decision["registered_version"] == str(int(version) + 1) and run.info.status == "FINISHED"
+
+
+def test_a_model_no_worse_than_the_champion_or_within_the_allowance_is_blessed(setup):
+    tmp_path, tracking_uri, _ = setup
+    _champion(tmp_path / "uniform", tracking_uri)  # also uniform: equal
+    _, decision, _ = _blessing_of(setup)
+    assert decision["blessed"] and decision["champion"] == pytest.approx(decision["candidate"])
+    _champion(tmp_path / "better", tracking_uri, bias_to=FREQUENT)
+    allowance = {**EVAL_CONFIG, "blessing": {"max_increase": 0.5}}
+    _, decision, _ = _blessing_of(setup, "rerun", eval_config=allowance)
+    assert decision["champion"] < decision["candidate"] <= decision["champion"] * 1.5
+    assert decision["blessed"] and decision["reason"].endswith("x (1 + 0.5)")
+
+
+def test_a_champion_with_another_vocabulary_blocks_the_blessing_with_the_reason(setup):
+    tmp_path, tracking_uri, _ = setup
+    _champion(tmp_path, tracking_uri, vocab=[*VOCAB[:-1], "!"])
+    _, decision, _ = _blessing_of(setup)
+    assert not decision["blessed"] and decision["champion"] is None
+    assert "vocabulary differs" in decision["reason"]

@@ -20,24 +20,32 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.dsl.components.base.base_executor import BaseExecutor
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 
+from components.runtime.pipeline_run import pipeline_run
 from pipeline import run
 from pipeline.kubeflow import _names_day_seven, check_cron
 from tests.conftest import REPO_ROOT
 from tests.golden.spec import GOLDEN_PATHS, VERTEX_CONFIG, golden, normalized
 
-ORDER = ["TextExampleGen", "VocabGen", "DecoderCheck", "Tokenize", "Trainer", "Evaluator"]
+ORDER = ["TextExampleGen", "VocabGen", "DecoderCheck", "Tokenize", "StatisticsGen", "SchemaGen", "ExampleValidator",
+         "DataCheck", "Trainer", "Evaluator", "Pusher"]  # fmt: skip
 IMAGE = "us-central1-docker.pkg.dev/my-project/minigpt/pipeline:latest"
 EXECUTORS = {
     "TextExampleGen": "components.text_example_gen.executor.Executor",
     "VocabGen": "components.vocab_gen.executor.Executor",
     "DecoderCheck": "components.decoder_check.DecoderCheck_Executor",
     "Tokenize": "components.tokenize.executor.Executor",
+    "StatisticsGen": "tfx.components.statistics_gen.executor.Executor",
+    "SchemaGen": "tfx.components.schema_gen.executor.Executor",
+    "ExampleValidator": "tfx.components.example_validator.executor.Executor",
+    "DataCheck": "components.data_check.executor.Executor",
     "Trainer": "components.trainer.executor.Executor",
     "Evaluator": "components.evaluator.executor.Executor",
+    "Pusher": "components.pusher.executor.Executor",
 }
-BEAM_STEPS = ("TextExampleGen", "VocabGen", "Tokenize")
+BEAM_STEPS = ("TextExampleGen", "VocabGen", "Tokenize", "StatisticsGen", "DataCheck")
 KUBEFLOW_V2_ENTRYPOINT = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 # The parameter types KFP's driver lets a constant of each JSON kind fill.
 DRIVER_PARAMETER_TYPES = {
@@ -66,7 +74,7 @@ def test_the_compiled_spec_matches_the_golden_file(orchestrator, job, kubeflow_p
     assert compiled == expected, "the compiled spec changed: review it, then run `make golden`"
 
 
-def test_the_platform_protos_accept_the_spec_and_it_runs_six_cached_tasks_in_order(job):
+def test_the_platform_protos_accept_the_spec_and_it_runs_its_tasks_in_order(job):
     pipeline_job = json_format.ParseDict(job, pipeline_spec_pb2.PipelineJob())
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     deployment = json_format.ParseDict(
@@ -81,7 +89,11 @@ def test_the_platform_protos_accept_the_spec_and_it_runs_six_cached_tasks_in_ord
         assert all(ORDER.index(upstream) < ORDER.index(name) for upstream in task.dependent_tasks)
         assert task.caching_options.enable_cache
     assert set(tasks["Tokenize"].dependent_tasks) == {"TextExampleGen", "VocabGen", "DecoderCheck"}
-    assert set(tasks["Evaluator"].dependent_tasks) == {"Tokenize", "Trainer"}
+    # The checks gate training. (The champion is no task's input: each step that uses it
+    # looks MLflow's alias up when it runs.)
+    assert set(tasks["Trainer"].dependent_tasks) == {"DataCheck", "Tokenize", "VocabGen"}
+    assert set(tasks["Evaluator"].dependent_tasks) == {"Tokenize", "Trainer", "StatisticsGen"}
+    assert set(tasks["Pusher"].dependent_tasks) == {"Evaluator", "Trainer"}
     for name, executor_class in EXECUTORS.items():
         executor_label = spec.components[tasks[name].component_ref.name].executor_label
         container = deployment.executors[executor_label].container
@@ -141,7 +153,7 @@ def test_the_kubeflow_spec_holds_only_constants_kfps_driver_resolves(job, kubefl
     assert "constantValue" not in json.dumps(spec)
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     # Each constant is of the type its component declares, as the driver checks...
-    for task in ORDER:
+    for task in EXECUTORS:
         component = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
         declared = spec["components"][component]["inputDefinitions"].get("parameters", {})
         for name, parameter in spec["root"]["dag"]["tasks"][task]["inputs"].get("parameters", {}).items():
@@ -149,7 +161,7 @@ def test_the_kubeflow_spec_holds_only_constants_kfps_driver_resolves(job, kubefl
             assert declared[name]["parameterType"] in kinds, (task, name)
     # ...and every executor reads the exec properties it reads on Vertex, of the same types.
     assert job["pipelineSpec"]["schemaVersion"] == "2.0.0"
-    for task in ORDER:
+    for task in EXECUTORS:
         assert _exec_properties(spec, task) == _exec_properties(job["pipelineSpec"], task), task
     assert {"custom_config", "run_fn"} <= set(_exec_properties(spec, "Trainer"))
 
@@ -160,10 +172,32 @@ def test_the_kubeflow_trainer_pod_asks_for_a_kubernetes_gpu_on_a_node_of_that_mo
     assert resources == {"accelerator": {"count": "1", "type": "nvidia.com/gpu"}, "cpuLimit": 8.0, "memoryLimit": 32.0}
     platform = json_format.ParseDict(kubeflow_package["platform_spec"], pipeline_spec_pb2.PlatformSpec())
     executors = platform.platforms["kubernetes"].deployment_spec.executors
-    assert set(executors) == {"Trainer_executor"}
+    assert set(executors) == {"Trainer_executor", "Evaluator_executor"}
     # kfp-kubernetes' KubernetesExecutorConfig; GKE labels a GPU node with its model.
     selector = {"nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4"}}}
-    assert json_format.MessageToDict(executors["Trainer_executor"]) == selector
+    # Both find the run's MLflow run by its id: the label KFP puts on the run's pods.
+    run_id = {"fieldPathAsEnv": [{"name": "MINIGPT_PIPELINE_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"}]}
+    assert json_format.MessageToDict(executors["Trainer_executor"]) == {**selector, **run_id}
+    assert json_format.MessageToDict(executors["Evaluator_executor"]) == run_id
+
+
+def test_an_executor_in_a_compiled_task_learns_its_pipeline_run_from_the_platform(job, kubeflow_package, monkeypatch):
+    """TFX's container entrypoint gives executors no pipeline run: Vertex fills its job id
+    into a flag, Kubeflow's pods carry it as an environment variable (the spec's label)."""
+    for spec, kubeflow in ((job["pipelineSpec"], False), (kubeflow_package["pipeline_spec"], True)):
+        args = _container(spec, "Evaluator")["args"]
+        flags = [arg for arg in args if arg.startswith("--minigpt_")]
+        monkeypatch.delenv("MINIGPT_PIPELINE_RUN_ID", raising=False)
+        if kubeflow:
+            assert flags == ["--minigpt_pipeline_name=minigpt-simplebooks92"]
+            with pytest.raises(RuntimeError, match="gave no pipeline run id"):
+                pipeline_run(BaseExecutor.Context(extra_flags=flags))
+            monkeypatch.setenv("MINIGPT_PIPELINE_RUN_ID", "run-7")  # what the kubelet sets
+            assert pipeline_run(BaseExecutor.Context(extra_flags=flags)) == ("minigpt-simplebooks92", "run-7")
+        else:
+            assert flags[1] == "--minigpt_pipeline_run_id={{$.pipeline_job_uuid}}"
+            filled = [flags[0], flags[1].replace("{{$.pipeline_job_uuid}}", "job-5")]  # what Vertex does
+            assert pipeline_run(BaseExecutor.Context(extra_flags=filled)) == ("minigpt-simplebooks92", "job-5")
 
 
 def test_the_spec_names_no_path_of_this_machine(job):

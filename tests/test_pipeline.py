@@ -21,6 +21,7 @@ from pipeline.dag import (
     create_pipeline,
     training_code_digest,
 )
+from pipeline.validation_dag import DATA_CHECK_MODULES
 from tests.conftest import REPO_ROOT, TINY_CONFIG
 
 
@@ -33,11 +34,17 @@ def test_pipeline_has_its_components_in_data_flow_order(tiny_corpus):
     pipeline = _create(cfg, tiny_corpus)
     assert [c.id for c in pipeline.components] == [
         "TextExampleGen",
+        "champion",
         "VocabGen",
         "DecoderCheck",
         "Tokenize",
+        "StatisticsGen",
+        "SchemaGen",
+        "ExampleValidator",
+        "DataCheck",
         "Trainer",
         "Evaluator",
+        "Pusher",
     ]
     assert pipeline.enable_cache
     trainer = _component(pipeline, "Trainer")
@@ -48,6 +55,17 @@ def test_pipeline_has_its_components_in_data_flow_order(tiny_corpus):
     assert "DecoderCheck" in {node.id for node in tokenize.upstream_nodes}
     assert set(tokenize.inputs) == {"examples", "vocabulary"}
     assert set(trainer.inputs) == {"examples", "vocabulary"}
+    # Likewise DataCheck before the Trainer: its thresholds stay out of the Trainer's cache key.
+    assert "DataCheck" in {node.id for node in trainer.upstream_nodes}
+    data_check = _component(pipeline, "DataCheck")
+    assert data_check.inputs["baseline_blessing"].producer_component_id == "champion"
+
+
+def test_a_schema_file_replaces_the_inferred_schema(tiny_corpus):
+    pipeline = _create(load_config(TINY_CONFIG, ["data.schema_file=/schemas/ids.pbtxt"]), tiny_corpus)
+    ids = [c.id for c in pipeline.components]
+    assert "ImportSchemaGen" in ids and "SchemaGen" not in ids
+    assert _component(pipeline, "ImportSchemaGen").exec_properties["schema_file"] == "/schemas/ids.pbtxt"
 
 
 def _component(pipeline, name):
@@ -156,6 +174,8 @@ def test_the_trainer_runs_an_installed_function_not_a_file_of_this_machine(tiny_
         (VOCAB_GEN_MODULES, "components/vocab_gen/learner.py", True),
         (TOKENIZE_MODULES, "components/minigpt/tokenizer.py", False),  # Tokenize has its own
         (EXAMPLE_GEN_MODULES, "components/text_example_gen/executor.py", True),
+        (DATA_CHECK_MODULES, "components/data/paragraphs.py", True),
+        (DATA_CHECK_MODULES, "components/trainer/fit.py", False),
     ],
 )
 def test_a_change_to_the_code_a_component_imports_changes_its_cache_key(tmp_path, modules, edited, reruns):
@@ -177,6 +197,7 @@ def test_the_compiled_components_carry_their_code_digests(tiny_corpus):
         ("VocabGen", VOCAB_GEN_MODULES),
         ("Tokenize", TOKENIZE_MODULES),
         ("Evaluator", EVALUATOR_MODULES),
+        ("DataCheck", DATA_CHECK_MODULES),
     ):
         assert _component(pipeline, name).exec_properties["code_digest"] == code_digest(modules), name
     trainer_config = json.loads(_component(pipeline, "Trainer").exec_properties["custom_config"])

@@ -42,8 +42,8 @@ def test_text_to_example_roundtrip():
     assert parse_text(tf.constant(example.SerializeToString())).numpy() == "héllo".encode()
 
 
-def _run_executor(corpus_dir, out_dir, min_len=450, train="train.txt", eval_="valid.txt", test=None):
-    component = TextExampleGen(str(corpus_dir), train, eval_, min_len, test_pattern=test)
+def _run_executor(corpus_dir, out_dir, min_len=450, train="train.txt", eval_="valid.txt", test=None, dedup="none"):
+    component = TextExampleGen(str(corpus_dir), train, eval_, min_len, test_pattern=test, dedup=dedup)
     exec_properties = dict(component.exec_properties)
     exec_properties["input_base"] = str(corpus_dir)
     input_config = example_gen_pb2.Input()
@@ -121,6 +121,8 @@ def test_component_rejects_bad_arguments():
         TextExampleGen("/corpus", "train.txt", "valid.txt", -1)
     with pytest.raises(ValueError, match="pattern"):
         TextExampleGen("/corpus", "", "valid.txt", 450)
+    with pytest.raises(ValueError, match="dedup"):
+        TextExampleGen("/corpus", "train.txt", "valid.txt", 450, dedup="fuzzy")
 
 
 def test_crlf_a_bom_nul_bytes_and_a_gzip_split_read_as_text(tiny_corpus, tmp_path):
@@ -157,3 +159,31 @@ def test_a_line_of_megabytes_is_skipped_counted_and_reported(tiny_corpus, tmp_pa
     assert examples.get_int_custom_property("train_lines_too_long") == 1
     assert examples.get_int_custom_property("train_lines_kept") == 160
     assert "skipped 1 lines longer than data.max_line_bytes" in caplog.text
+
+
+def test_exact_dedup_drops_repeated_paragraphs_deterministically(tiny_corpus, tmp_path):
+    """`data.dedup: exact` keeps one copy of each paragraph, counts the others, and two
+    runs write the same records in the same order."""
+    with open(tiny_corpus / "train.txt", "rb") as f:
+        long_lines = [line for line in f.read().splitlines() if len(line) > 450]
+    with open(tiny_corpus / "train.txt", "ab") as f:
+        f.write(b"\n".join(long_lines[:5] + long_lines[:2]) + b"\n")
+    written = []
+    for run in ("a", "b"):
+        examples = _run_executor(tiny_corpus, tmp_path / run, dedup="exact")
+        assert examples.get_int_custom_property("train_lines_kept") == 167
+        assert examples.get_int_custom_property("train_lines_duplicate") == 7
+        assert examples.get_int_custom_property("eval_lines_duplicate") == 0
+        written.append([example_text(r) for r in _records(artifact_utils.get_split_uri([examples], "train"))])
+    assert written[0] == written[1]
+    assert sorted(written[0]) == sorted(set(long_lines)) and len(written[0]) == 160
+
+
+def test_without_dedup_repeated_paragraphs_are_kept(tiny_corpus, tmp_path):
+    with open(tiny_corpus / "train.txt", "rb") as f:
+        first_long = next(line for line in f.read().splitlines() if len(line) > 450)
+    with open(tiny_corpus / "train.txt", "ab") as f:
+        f.write(first_long + b"\n")
+    examples = _run_executor(tiny_corpus, tmp_path / "examples")
+    assert examples.get_int_custom_property("train_lines_duplicate") == 0
+    assert _count_records(os.path.join(artifact_utils.get_split_uri([examples], "train"), "*.gz")) == 161

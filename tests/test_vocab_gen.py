@@ -17,7 +17,7 @@ from components.vocab_gen import executor
 from components.vocab_gen.component import VocabGen
 from components.vocab_gen.wordpiece import ComputeVocabulary, learn_vocabulary, pretokenize_lines
 from pipeline.corpus import EMBEDDED_CORPUS_DIR
-from tests.conftest import TINY_CORPUS, read_long_lines, write_examples
+from tests.conftest import TINY_CORPUS, read_long_lines, register_champion, write_examples
 
 RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
 
@@ -59,23 +59,50 @@ def test_pretokenize_matches_keras_rules():
     assert words == [b"hello", b",", b"world", b"!", b"it", b"'", b"s", b"3pm", b"."]
 
 
-def test_executor_writes_vocab_file(tmp_path):
-    lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
+def _run_vocab_gen(tmp_path, lines, source="learn", size=5000, name="vocab"):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     examples.split_names = '["train", "eval"]'
     write_examples(tmp_path / "examples" / "Split-train" / "data.gz", lines)
     vocabulary = Vocabulary()
-    vocabulary.uri = str(tmp_path / "vocab")
-    component = VocabGen(
-        examples=Channel(type=standard_artifacts.Examples), vocabulary_size=5000, reserved_tokens=RESERVED
-    )
+    vocabulary.uri = str(tmp_path / name)
+    examples_channel = Channel(type=standard_artifacts.Examples)
+    component = VocabGen(examples=examples_channel, vocabulary_size=size, reserved_tokens=RESERVED, source=source)
     executor.Executor(BaseBeamExecutor.Context(tmp_dir=str(tmp_path))).Do(
         {"examples": [examples]}, {"vocabulary": [vocabulary]}, component.exec_properties
     )
-    written = read_vocabulary(os.path.join(vocabulary.uri, Vocabulary.FILE_NAME))
+    return vocabulary, read_vocabulary(os.path.join(vocabulary.uri, Vocabulary.FILE_NAME))
+
+
+def test_executor_writes_vocab_file(tmp_path):
+    lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
+    vocabulary, written = _run_vocab_gen(tmp_path, lines)
     assert written == keras_nlp_vocabulary(lines, 5000)
     assert vocabulary.get_int_custom_property("size") == len(written)
+    assert vocabulary.get_string_custom_property("source") == "learned"
+
+
+def test_the_champions_vocabulary_is_kept_when_learned_with_the_same_settings(tmp_path, monkeypatch):
+    """vocab.source: champion: new data, the champion's tokens (so models stay comparable)."""
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
+    # No champion yet: learned.
+    vocabulary, written = _run_vocab_gen(tmp_path, lines, "champion", name="first")
+    assert written == keras_nlp_vocabulary(lines, 5000)
+    assert vocabulary.get_string_custom_property("source") == "learned"
+    assert vocabulary.get_string_custom_property("champion_version") == "none"
+    champion_vocab = [*RESERVED, "the", "cat", "##s", "."]
+    version = register_champion(tracking_uri, str(tmp_path / "champion"), champion_vocab)
+    vocabulary, written = _run_vocab_gen(tmp_path, lines, "champion", name="kept")
+    assert written == champion_vocab
+    assert vocabulary.get_string_custom_property("source") == f"champion version {version}"
+    # Asked for another size than the champion's, the run learns its own; so it does with
+    # source: learn.
+    vocabulary, written = _run_vocab_gen(tmp_path, lines, "champion", size=300, name="vocab-300")
+    assert written == keras_nlp_vocabulary(lines, 300) and vocabulary.get_string_custom_property("source") == "learned"
+    _, written = _run_vocab_gen(tmp_path, lines, "learn", name="learned")
+    assert written == keras_nlp_vocabulary(lines, 5000)
 
 
 def test_component_rejects_vocabulary_not_larger_than_reserved():

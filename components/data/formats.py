@@ -22,8 +22,10 @@ RESERVED_TOKENS = (PAD_TOKEN, UNK_TOKEN, BOS_TOKEN)
 # Examples: gzip TFRecords of tf.train.Example{text: bytes}, one paragraph each.
 TEXT_FEATURE = "text"
 # Per-split line counts TextExampleGen records on the Examples artifact, as
-# `<split>_<counter>` integer custom properties (e.g. `train_lines_kept`).
-LINE_COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_too_long", "lines_not_utf8")
+# `<split>_<counter>` integer custom properties (e.g. `train_lines_kept`). Of the lines
+# kept by the length filter, `lines_duplicate` were then dropped as exact copies of
+# another line of the split (`data.dedup: exact`; else 0): it holds lines_kept minus those.
+LINE_COUNTERS = ("lines_read", "lines_kept", "lines_too_short", "lines_too_long", "lines_not_utf8", "lines_duplicate")
 # Where each split came from, as `<split>_<name>` string custom properties: the file
 # pattern read (path or URI), the sha256 of its files' bytes in name order, and the
 # histogram of its line lengths (JSON: bucket's lowest byte length -> lines). Tokenize

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
@@ -24,14 +24,23 @@ class EvaluatorSpec(ComponentSpec):
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        # What the model was trained on, named on its blessing (and by the Pusher on its
+        # MLflow version): a later run measures its data's drift from these statistics.
+        executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
-    OUTPUTS = {executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation)}
+    OUTPUTS = {
+        executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+    }
 
 
 class Evaluator(base_component.BaseComponent):
-    """Computes token-weighted perplexity and samples text with every configured decoder.
+    """Computes token-weighted perplexity, samples text with every configured decoder, and
+    blesses the model if it is no worse than the champion of the moment
+    (`components.evaluator.blessing`, `components.tracking.champion`).
 
-    Logs both to the pipeline run's MLflow run and ends that run FINISHED.
+    Logs all three to the pipeline run's MLflow run, registers the model, and ends that
+    run FINISHED.
     """
 
     SPEC_CLASS = EvaluatorSpec
@@ -44,6 +53,7 @@ class Evaluator(base_component.BaseComponent):
         eval_config: Dict[str, Any],
         mlflow_config: Dict[str, Any],
         params: Dict[str, Any],
+        statistics: Optional[types.BaseChannel] = None,
         code_digest: str = "",
     ):
         """Builds the component.
@@ -55,6 +65,7 @@ class Evaluator(base_component.BaseComponent):
             (name -> sampler parameters) and seed.
           mlflow_config: tracking_uri and experiment_name.
           params: flat dict of settings to record as MLflow params.
+          statistics: StatisticsGen's statistics of the data the model was trained on.
           code_digest: the digest of the executor's code (`components.runtime.cache_key`).
 
         Raises:
@@ -65,10 +76,12 @@ class Evaluator(base_component.BaseComponent):
         spec = EvaluatorSpec(
             examples=examples,
             model=model,
+            statistics=statistics,
             eval_config=json.dumps(eval_config, sort_keys=True),
             mlflow_config=json.dumps(mlflow_config, sort_keys=True),
             params=json.dumps(params, sort_keys=True, default=str),
             code_digest=code_digest,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )
         super().__init__(spec=spec)

@@ -1,4 +1,5 @@
-"""Evaluator executor: perplexity on the eval and test splits and a leaderboard of the decoders.
+"""Evaluator executor: perplexity on the eval and test splits, a leaderboard of the
+decoders, and the blessing against the champion.
 
 The eval split chose the exported epoch (the Trainer keeps the lowest val perplexity), so
 its perplexity is biased toward a good value by that choice. The test split, which
@@ -8,11 +9,12 @@ under its split's name. A corpus without a test split has only the eval split's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from tfx import types
@@ -23,6 +25,7 @@ from tfx.utils import path_utils
 
 from components.data.formats import EVALUATION_FILE
 from components.data.lm_data import read_labels
+from components.evaluator import blessing
 from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.decoders import DECODERS, check_decoders
 from components.minigpt.decoding import bos_prompts, make_sampler, prompt_lengths
@@ -30,15 +33,19 @@ from components.minigpt.leaderboard import MEASURES, eval_prompts, score, tokens
 from components.minigpt.perplexity import token_weighted_perplexity
 from components.minigpt.sequences import batches, features_from_labels, spread_batches
 from components.minigpt.tokenizer import TextCodec
+from components.runtime.pipeline_run import pipeline_run
 from components.serving import model_bundle
 from components.tracking import plots, text_model
+from components.tracking.champion import Champion, current_champion
 from components.tracking.mlflow_runs import TRAINED_IN_RUN_TAG, PipelineRun
 
 logger = logging.getLogger(__name__)
 
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
+STATISTICS_KEY = "statistics"
 EVALUATION_KEY = "evaluation"
+BLESSING_KEY = "blessing"
 EVAL_CONFIG_KEY = "eval_config"
 MLFLOW_CONFIG_KEY = "mlflow_config"
 PARAMS_KEY = "params"
@@ -71,14 +78,12 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         model_artifact = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+        blessing_artifact = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
 
         model, manifest, vocab = model_bundle.load(path_utils.serving_model_path(model_artifact.uri))
         codec = TextCodec(vocab, manifest.model.seq_len, manifest.lowercase)
         run = PipelineRun.for_pipeline_run(
-            mlflow_cfg["tracking_uri"],
-            mlflow_cfg["experiment_name"],
-            self._context.pipeline_info.id,
-            self._context.pipeline_run_id,
+            mlflow_cfg["tracking_uri"], mlflow_cfg["experiment_name"], *pipeline_run(self._context)
         )
         with run.failed_on_error():
             # DecoderCheck ran this before training; kept for an Evaluator wired without it.
@@ -117,6 +122,16 @@ class Executor(base_executor.BaseExecutor):
                     eval_cfg["seed"],
                 )
             logger.info("Registered as %s version %s (%s).", text_model.REGISTERED_MODEL, version, text_model.LATEST)
+            # The decision is made on the held-out split (the eval split without one).
+            with current_champion(mlflow_cfg["tracking_uri"]) as champion:
+                scored = (prompt_split, labels[prompt_split], perplexity[prompt_split][0])
+                decision = _bless(manifest, champion, vocab, *scored, codec, eval_cfg)
+            logger.info("%s: %s.", "Blessed" if decision.blessed else "Not blessed", decision.reason)
+            statistics = (input_dict.get(STATISTICS_KEY) or [None])[0]
+            blessing.record(blessing_artifact, decision, model_artifact, version, statistics)
+            run.set_tag(blessing.TAG, "blessed" if decision.blessed else "not blessed")
+            run.set_tag(blessing.REASON_TAG, decision.reason)
+            run.log_metrics(blessing.metrics(decision), step=0)
             result = {
                 # split -> {"perplexity", "tokens"}: "eval" chose the kept epoch, "test" is held out.
                 "perplexity": {split: {"perplexity": v, "tokens": n} for split, (v, n) in perplexity.items()},
@@ -124,6 +139,7 @@ class Executor(base_executor.BaseExecutor):
                 "samples": samples,
                 "leaderboard": board,
                 "registered_model": f"models:/{text_model.REGISTERED_MODEL}/{version}",
+                "blessing": {**dataclasses.asdict(decision), "registered_version": version},
                 "mlflow_run_id": run.run_id,
                 "trained_in_mlflow_run": manifest.mlflow_run_id,
             }
@@ -184,6 +200,33 @@ def _decoder_leaderboard(
     if board:
         run.log_figure(plots.decoder_leaderboard(board), "plots/decoder_leaderboard.png")
     return first_samples, board
+
+
+def _bless(
+    manifest: model_bundle.Manifest,
+    champion: Optional[Champion],
+    vocab: List[str],
+    split: str,
+    labels: np.ndarray,
+    candidate: float,
+    codec: TextCodec,
+    eval_cfg: Dict[str, Any],
+) -> blessing.Decision:
+    """Scores the champion on the rows of `split` the candidate was scored on, then decides."""
+    max_increase = eval_cfg["blessing"]["max_increase"]
+    if champion is None:
+        return blessing.decide(split, candidate, None, max_increase, None)
+    champion_model, champion_manifest, champion_vocab = model_bundle.load(champion.bundle_dir)
+    if champion_manifest.mlflow_run_id == manifest.mlflow_run_id:  # the Trainer was cached
+        why = f"this model is already the champion (version {champion.version})"
+    elif champion_vocab != vocab:
+        why = "the champion's vocabulary differs from this run's, so their per-token perplexities do not compare"
+    elif champion_manifest.model.seq_len < labels.shape[1]:
+        why = f"the champion reads {champion_manifest.model.seq_len} tokens a row, these rows have {labels.shape[1]}"
+    else:
+        value = _perplexity(champion_model, labels, codec.bos_id, eval_cfg)[0]
+        return blessing.decide(split, candidate, value, max_increase, champion.version)
+    return blessing.decide(split, candidate, None, max_increase, champion.version, why)
 
 
 def _perplexity(model, labels: np.ndarray, bos_id: int, eval_cfg: Dict[str, Any]) -> Tuple[float, int]:

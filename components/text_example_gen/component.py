@@ -14,16 +14,17 @@ from tfx.types.component_spec import ExecutionParameter
 
 from components.runtime.cache_key import CODE_DIGEST_KEY, CODE_DIGEST_PARAMETER
 from components.text_example_gen import executor
-from components.text_example_gen.executor import MAX_LENGTH_KEY, MIN_LENGTH_KEY
+from components.text_example_gen.executor import DEDUP_KEY, EXACT_DEDUP, MAX_LENGTH_KEY, MIN_LENGTH_KEY
 
 
 class TextExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
-    """FileBasedExampleGen's spec plus the line-length filter's two bounds."""
+    """FileBasedExampleGen's spec plus the line-length filter's two bounds and dedup."""
 
     PARAMETERS = {
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         MIN_LENGTH_KEY: ExecutionParameter(type=int),
         MAX_LENGTH_KEY: ExecutionParameter(type=int),
+        DEDUP_KEY: ExecutionParameter(type=str, optional=True),
         CODE_DIGEST_KEY: CODE_DIGEST_PARAMETER,
     }
 
@@ -52,6 +53,7 @@ class TextExampleGen(FileBasedExampleGen):
         min_training_seq_len: int,
         max_line_bytes: int = 1_000_000,
         test_pattern: Optional[str] = None,
+        dedup: str = "none",
         code_digest: str = "",
     ):
         """Builds the component.
@@ -64,15 +66,20 @@ class TextExampleGen(FileBasedExampleGen):
           max_line_bytes: int, skip (and count) lines longer than this: a "paragraph" of
             megabytes is a broken file, and would cost minutes in every Beam step.
           test_pattern: file name or glob of the held-out test split; None: no test split.
+          dedup: "exact" drops exact duplicate lines within each split (one copy kept,
+            the others counted as `<split>_lines_duplicate`); "none" keeps every line.
           code_digest: the digest of the executor's code (`components.runtime.cache_key`).
 
         Raises:
-          ValueError: on a negative length, bounds that keep nothing, or an empty pattern.
+          ValueError: on a negative length, bounds that keep nothing, an empty pattern or
+            an unknown dedup.
         """
         if min_training_seq_len < 0:
             raise ValueError(f"min_training_seq_len must be >= 0, got {min_training_seq_len}.")
         if max_line_bytes <= min_training_seq_len:
             raise ValueError(f"max_line_bytes ({max_line_bytes}) must exceed min_training_seq_len.")
+        if dedup not in ("none", EXACT_DEDUP):
+            raise ValueError(f"dedup must be 'none' or '{EXACT_DEDUP}', got {dedup!r}.")
         if not train_pattern or not eval_pattern:
             raise ValueError("train_pattern and eval_pattern must both be set.")
         patterns = {"train": train_pattern, "eval": eval_pattern, "test": test_pattern}
@@ -89,6 +96,7 @@ class TextExampleGen(FileBasedExampleGen):
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             min_training_seq_len=min_training_seq_len,
             max_line_bytes=max_line_bytes,
+            dedup=dedup,
             code_digest=code_digest,
             examples=types.Channel(type=standard_artifacts.Examples),
         )

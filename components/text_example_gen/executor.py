@@ -37,6 +37,7 @@ from components.data.formats import (
     length_bucket,
     text_to_example,
 )
+from components.data.paragraphs import DropExactDuplicates
 from components.runtime.errors import InputDataError
 from components.runtime.progress import Progress
 
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 MIN_LENGTH_KEY = "min_training_seq_len"
 MAX_LENGTH_KEY = "max_line_bytes"
+# "exact": drop exact duplicate lines of each split (one copy kept); "none" or absent: keep all.
+DEDUP_KEY = "dedup"
+EXACT_DEDUP = "exact"
 METRICS_NAMESPACE = "TextExampleGen"
 # Above this share of undecodable lines a file is taken to be in the wrong encoding.
 MAX_UNDECODABLE_FRACTION = 0.01
@@ -109,13 +113,17 @@ def _TextToExample(  # pylint: disable=invalid-name
     min_length, max_length = int(exec_properties[MIN_LENGTH_KEY]), int(exec_properties[MAX_LENGTH_KEY])
     file_pattern = os.path.join(input_base, split_pattern)
     logger.info("Reading %s (keeping lines longer than %d bytes).", file_pattern, min_length)
-    return (
+    lines = (
         pipeline
         # Bytes, not str: a stray non-UTF-8 line is counted and skipped, not a crash.
         | "ReadLines" >> beam.io.ReadFromText(file_pattern, coder=beam.coders.BytesCoder())
         | "FilterLines" >> beam.ParDo(_FilterLines(min_length, split_pattern, max_length))
-        | "ToExample" >> beam.Map(text_to_example)
     )
+    if exec_properties.get(DEDUP_KEY) == EXACT_DEDUP:
+        lines |= "DropExactDuplicates" >> DropExactDuplicates(
+            METRICS_NAMESPACE, counter_name(split_pattern, "lines_duplicate")
+        )
+    return lines | "ToExample" >> beam.Map(text_to_example)
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):

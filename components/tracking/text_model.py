@@ -1,11 +1,10 @@
 """The trained model as an MLflow pyfunc: prompts in, generated text out.
 
 So the MLflow ecosystem serves it unchanged: `mlflow.pyfunc.load_model(
-"models:/minigpt/latest").predict(["the captain said"])`, or `mlflow models serve -m
-models:/minigpt/latest`. (MLflow 3 reserves the alias name `latest`: `models:/minigpt/latest`
-is its built-in name for the newest version. Aliases such as `champion` are the user's:
-`MlflowClient().set_registered_model_alias("minigpt", "champion", "3")`, then
-`models:/minigpt@champion`.) The Evaluator logs and registers it after scoring the decoders;
+"models:/minigpt@champion").predict(["the captain said"])`, or `mlflow models serve -m
+models:/minigpt@champion`. The `champion` alias names the blessed model the Pusher pushed
+last; `models:/minigpt/latest` (MLflow's built-in name, which is why `latest` cannot be an
+alias) is the newest version, blessed or not. The Evaluator logs and registers it after scoring the decoders;
 it carries the model bundle (weights, vocabulary, manifest) as an artifact, this
 package as code, and the decoders' settings as a file. A request may pick any
 of them with the `decoder` param.
@@ -26,6 +25,8 @@ from components.tracking.mlflow_runs import pinned_requirements
 
 REGISTERED_MODEL = "minigpt"
 LATEST = f"models:/{REGISTERED_MODEL}/latest"
+CHAMPION_ALIAS = "champion"
+CHAMPION = f"models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS}"
 BUNDLE_ARTIFACT = "bundle"
 # The package the model ships as code: the class below and everything it imports
 # (components.minigpt, components.serving, ...), so it loads where this project is not

@@ -23,6 +23,7 @@ from tfx.utils import json_utils
 
 from components.data.artifact_types import Vocabulary
 from components.data.formats import LINE_COUNTERS, SOURCE_PROPERTIES, TOKEN_COUNTERS
+from components.runtime.pipeline_run import pipeline_run
 from components.tracking.mlflow_runs import tracking_from_environment
 from components.trainer import keys
 
@@ -35,10 +36,11 @@ def runtime_config(
     """What `run_fn` needs beyond the cache-keyed settings, known only at run time."""
     vocab_dir = artifact_utils.get_single_uri(input_dict[VOCABULARY_KEY])
     examples = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
+    pipeline_name, pipeline_run_id = pipeline_run(context)
     return {
         keys.VOCABULARY_PATH: os.path.join(vocab_dir, Vocabulary.FILE_NAME),
-        keys.PIPELINE_RUN_ID: context.pipeline_run_id,
-        keys.PIPELINE_NAME: context.pipeline_info.id,
+        keys.PIPELINE_RUN_ID: pipeline_run_id,
+        keys.PIPELINE_NAME: pipeline_name,
         keys.MLFLOW: tracking_from_environment(),
         # Each split's source, digest and counts: the MLflow run's datasets.
         keys.DATASETS: datasets(examples),

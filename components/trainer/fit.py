@@ -46,8 +46,9 @@ from components.minigpt.training import (
 )
 from components.runtime.errors import ConfigError, InputDataError, UserInputError
 from components.tracking.buffered_run import BufferedRun, Call
+from components.tracking.champion import current_champion
 from components.tracking.mlflow_runs import PipelineRun
-from components.trainer import keys
+from components.trainer import keys, warm_start
 
 logger = logging.getLogger("components.trainer.fit")
 
@@ -146,6 +147,11 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     )
     model = build_trainable_model(gpt, rate, settings)
     model.summary(print_fn=logger.info)
+    start = None
+    if train_cfg["warm_start"] == "champion":
+        with current_champion(tracking_uri) as champion:
+            start = warm_start.load_champion_weights(model, champion, vocab, gpt)
+        logger.info("Warm start: %s.", start.reason)
     # Kept beside the backup on one process; a multi-process job does not resume.
     best = KeepBestEpoch("val_perplexity", None if role else request.checkpoint_dir)
     callbacks: List[keras.callbacks.Callback] = [RaiseOnInterrupt(), best]
@@ -154,6 +160,9 @@ def fit(request: FitRequest) -> "tuple[keras.Model, FitResult]":
     if run:
         run.log("log_metrics", {"model.num_parameters": model.count_params()}, 0)
         run.log("set_tag", "minigpt.devices", str(devices))
+        if start:
+            run.log("set_tag", warm_start.TAG, start.reason)
+            run.log("log_params", {"train.warm_started_from": start.champion or "none"})
         k, num_tokens = train_cfg["epoch_sample_k"], train_cfg["epoch_sample_tokens"]
         callbacks.append(MlflowEpochLogger(run, codec, num_tokens, k, train_cfg["seed"]))
     if role:

@@ -16,3 +16,6 @@ PIPELINE_RUN_ID = "pipeline_run_id"
 PIPELINE_NAME = "pipeline_name"
 MLFLOW = "mlflow"  # dict: tracking_uri, experiment_name (from the environment)
 DATASETS = "datasets"  # list of dicts: split, source, sha256, profile (counts and shares)
+
+# train.warm_start's values: from scratch, or from the champion's weights (warm_start.py).
+WARM_START_CHOICES = ("none", "champion")

@@ -20,6 +20,7 @@ class VocabGenSpec(ComponentSpec):
         executor.VOCABULARY_SIZE_KEY: ExecutionParameter(type=int),
         executor.LOWERCASE_KEY: ExecutionParameter(type=int),
         executor.RESERVED_TOKENS_KEY: ExecutionParameter(type=str),
+        executor.SOURCE_KEY: ExecutionParameter(type=str),
         CODE_DIGEST_KEY: CODE_DIGEST_PARAMETER,
     }
     INPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
@@ -27,7 +28,8 @@ class VocabGenSpec(ComponentSpec):
 
 
 class VocabGen(base_beam_component.BaseBeamComponent):
-    """Learns `vocab.txt` from the `train` split, identical to keras_nlp's learner."""
+    """Learns `vocab.txt` from the `train` split, identical to keras_nlp's learner, or, with
+    `source="champion"`, keeps the champion's when it was learned with the same settings."""
 
     SPEC_CLASS = VocabGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
@@ -38,6 +40,7 @@ class VocabGen(base_beam_component.BaseBeamComponent):
         vocabulary_size: int,
         reserved_tokens: Sequence[str],
         lowercase: bool = True,
+        source: str = "learn",
         code_digest: str = "",
     ):
         """Builds the component.
@@ -47,6 +50,9 @@ class VocabGen(base_beam_component.BaseBeamComponent):
           vocabulary_size: int, the largest vocabulary to learn (reserved tokens included).
           reserved_tokens: tokens placed first, in order; "[PAD]" must be first (id 0).
           lowercase: bool, lowercase before splitting into words.
+          source: "learn", or "champion": keep the vocabulary of the champion of the
+            moment (`components.tracking.champion`) if it was learned with these
+            settings, else learn.
           code_digest: the digest of the executor's code (`components.runtime.cache_key`).
 
         Raises:
@@ -59,6 +65,7 @@ class VocabGen(base_beam_component.BaseBeamComponent):
             )
         spec = VocabGenSpec(
             examples=examples,
+            source=source,
             vocabulary_size=vocabulary_size,
             lowercase=int(lowercase),
             reserved_tokens=json.dumps(list(reserved_tokens)),
