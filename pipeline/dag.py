@@ -181,6 +181,8 @@ def create_pipeline(
         examples=tokenize.outputs["token_ids"],
         model=trainer.outputs["model"],
         statistics=validation.statistics,
+        anomalies=validation.anomalies,
+        data_checks=validation.gate.outputs["result"],
         eval_config=dataclasses.asdict(cfg.eval),
         mlflow_config=mlflow_config,
         params=_evaluator_params(cfg),

@@ -19,7 +19,9 @@ from typing import Iterable, List, Sequence
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from tfx.dsl.io import fileio
 
+from components.data.artifact_types import DataChecks
 from components.tracking.mlflow_runs import PipelineRun, artifact_paths
 from pipeline.run_summary import RunSummary, blessing_line, perplexities
 
@@ -104,6 +106,7 @@ def build_report(summary: RunSummary, run: Run, client: MlflowClient, folder: st
         source = json.loads(dataset.source).get("uri", dataset.source)
         rows.append([split, source, dataset.digest, *(profile.get(c, "") for c in PROFILE_COLUMNS)])
     sections.append(_table(["split", "source", "sha256 (16)", *PROFILE_COLUMNS], rows))
+    sections += _data_checks(summary)
     sections += [
         "<h2>Model</h2>",
         _table(
@@ -138,6 +141,19 @@ def build_report(summary: RunSummary, run: Run, client: MlflowClient, folder: st
     title = f"minigpt run {html.escape(summary.pipeline_run_id)}"
     head = f"<meta charset='utf-8'><title>{title}</title><style>{STYLE}</style>"
     return f"<!doctype html><html><head>{head}</head><body>" + "\n".join(sections) + "</body></html>"
+
+
+def _data_checks(summary: RunSummary) -> List[str]:
+    """DataCheck's table (every check, its value, threshold and verdict), when it ran."""
+    folder = summary.outputs.get(DataChecks.TYPE_NAME)
+    path = folder and os.path.join(folder, DataChecks.FILE_NAME)
+    if not path or not fileio.exists(path):
+        return []
+    with fileio.open(path) as f:
+        found = json.loads(f.read())["checks"]
+    verdicts = {True: "passed", False: "FAILED"}
+    rows = [[c["name"], f"{c['value']:.4g}", f"{c['threshold']:.4g}", verdicts[c["passed"]]] for c in found]
+    return ["<h3>Data checks</h3>", _table(["check", "value", "threshold", ""], rows)]
 
 
 def _blessing(evaluation: dict, summary: RunSummary) -> List[str]:

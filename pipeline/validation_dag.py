@@ -31,8 +31,9 @@ class DataValidation(NamedTuple):
     # What the Trainer waits for (`trainer.add_upstream_node(gate)`): upstream, not an
     # input, so the checks' thresholds stay out of the Trainer's cache key.
     gate: DataCheck
-    # The statistics of this run's data, named on the model's blessing.
+    # The statistics of this run's data (named on the model's blessing) and its anomalies.
     statistics: tfx.dsl.Channel
+    anomalies: tfx.dsl.Channel
 
 
 def data_validation(
@@ -80,4 +81,5 @@ def data_validation(
         [statistics_gen, schema_gen, example_validator, data_check],
         data_check,
         statistics_gen.outputs["statistics"],
+        example_validator.outputs["anomalies"],
     )

@@ -123,6 +123,10 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     # No champion to beat: blessed, pushed, and the champion; the summary and report say so.
     assert f"Model:            blessed, pushed as version 1 to {out}/pipeline_root/serving/" in first.stdout
     assert "blessed, pushed as version 1" in report
+    # The data validation: its checks in the report, its outputs and values in the run.
+    assert "<h3>Data checks</h3>" in report and "<td>eval.leaked_share</td>" in report
+    assert {"data/checks.json"} <= set(paths) and any(p.startswith("data/statistics/") for p in paths)
+    assert run.data.metrics["checks.eval.leaked_share"] == 0
     assert client.get_model_version_by_alias("minigpt", "champion").version == 1
     assert f"MLflow run:       {run.info.run_id}" in first.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{out}/mlflow.db" in first.stdout

@@ -92,7 +92,9 @@ def test_the_platform_protos_accept_the_spec_and_it_runs_its_tasks_in_order(job)
     # The checks gate training. (The champion is no task's input: each step that uses it
     # looks MLflow's alias up when it runs.)
     assert set(tasks["Trainer"].dependent_tasks) == {"DataCheck", "Tokenize", "VocabGen"}
-    assert set(tasks["Evaluator"].dependent_tasks) == {"Tokenize", "Trainer", "StatisticsGen"}
+    assert set(tasks["Evaluator"].dependent_tasks) == {
+        "Tokenize", "Trainer", "StatisticsGen", "ExampleValidator", "DataCheck"
+    }  # fmt: skip
     assert set(tasks["Pusher"].dependent_tasks) == {"Evaluator", "Trainer"}
     for name, executor_class in EXECUTORS.items():
         executor_label = spec.components[tasks[name].component_ref.name].executor_label

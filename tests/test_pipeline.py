@@ -34,7 +34,6 @@ def test_pipeline_has_its_components_in_data_flow_order(tiny_corpus):
     pipeline = _create(cfg, tiny_corpus)
     assert [c.id for c in pipeline.components] == [
         "TextExampleGen",
-        "champion",
         "VocabGen",
         "DecoderCheck",
         "Tokenize",
@@ -58,7 +57,7 @@ def test_pipeline_has_its_components_in_data_flow_order(tiny_corpus):
     # Likewise DataCheck before the Trainer: its thresholds stay out of the Trainer's cache key.
     assert "DataCheck" in {node.id for node in trainer.upstream_nodes}
     data_check = _component(pipeline, "DataCheck")
-    assert data_check.inputs["baseline_blessing"].producer_component_id == "champion"
+    assert data_check.inputs["vocabulary"].producer_component_id == "VocabGen"
 
 
 def test_a_schema_file_replaces_the_inferred_schema(tiny_corpus):

@@ -10,6 +10,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components.data.artifact_types import DataChecks
 from components.evaluator import executor
 from components.runtime.cache_key import CODE_DIGEST_KEY, CODE_DIGEST_PARAMETER
 
@@ -27,6 +28,9 @@ class EvaluatorSpec(ComponentSpec):
         # What the model was trained on, named on its blessing (and by the Pusher on its
         # MLflow version): a later run measures its data's drift from these statistics.
         executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
+        # The data validation's outputs, logged to the run beside the model's results.
+        executor.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies, optional=True),
+        executor.DATA_CHECKS_KEY: ChannelParameter(type=DataChecks, optional=True),
     }
     OUTPUTS = {
         executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -54,6 +58,8 @@ class Evaluator(base_component.BaseComponent):
         mlflow_config: Dict[str, Any],
         params: Dict[str, Any],
         statistics: Optional[types.BaseChannel] = None,
+        anomalies: Optional[types.BaseChannel] = None,
+        data_checks: Optional[types.BaseChannel] = None,
         code_digest: str = "",
     ):
         """Builds the component.
@@ -66,6 +72,8 @@ class Evaluator(base_component.BaseComponent):
           mlflow_config: tracking_uri and experiment_name.
           params: flat dict of settings to record as MLflow params.
           statistics: StatisticsGen's statistics of the data the model was trained on.
+          anomalies: ExampleValidator's anomalies of that data.
+          data_checks: DataCheck's results on it.
           code_digest: the digest of the executor's code (`components.runtime.cache_key`).
 
         Raises:
@@ -77,6 +85,8 @@ class Evaluator(base_component.BaseComponent):
             examples=examples,
             model=model,
             statistics=statistics,
+            anomalies=anomalies,
+            data_checks=data_checks,
             eval_config=json.dumps(eval_config, sort_keys=True),
             mlflow_config=json.dumps(mlflow_config, sort_keys=True),
             params=json.dumps(params, sort_keys=True, default=str),

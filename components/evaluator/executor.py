@@ -23,6 +23,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from components.data.artifact_types import DataChecks
 from components.data.formats import EVALUATION_FILE
 from components.data.lm_data import read_labels
 from components.evaluator import blessing
@@ -44,6 +45,10 @@ logger = logging.getLogger(__name__)
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
 STATISTICS_KEY = "statistics"
+ANOMALIES_KEY = "anomalies"
+DATA_CHECKS_KEY = "data_checks"
+# Where the data validation's outputs go in the MLflow run.
+DATA_FOLDER = "data"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 EVAL_CONFIG_KEY = "eval_config"
@@ -94,6 +99,7 @@ class Executor(base_executor.BaseExecutor):
                 run.set_tag(TRAINED_IN_RUN_TAG, manifest.mlflow_run_id)
                 run.log_params(manifest.params)
             run.log_params(json.loads(exec_properties[PARAMS_KEY]))
+            _log_data_validation(run, input_dict)
             splits = [
                 split
                 for split in (SELECTION_SPLIT, TEST_SPLIT)
@@ -200,6 +206,20 @@ def _decoder_leaderboard(
     if board:
         run.log_figure(plots.decoder_leaderboard(board), "plots/decoder_leaderboard.png")
     return first_samples, board
+
+
+def _log_data_validation(run: PipelineRun, input_dict: Dict[str, List[types.Artifact]]) -> None:
+    """The statistics, anomalies and checks of the data (when the pipeline validated it)
+    as MLflow artifacts under `data/`, and each check's value as a `checks.<check>` metric."""
+    for key in (STATISTICS_KEY, ANOMALIES_KEY):
+        for artifact in input_dict.get(key) or []:
+            run.log_artifact(artifact.uri, f"{DATA_FOLDER}/{key}")
+    for artifact in input_dict.get(DATA_CHECKS_KEY) or []:
+        path = os.path.join(artifact.uri, DataChecks.FILE_NAME)
+        run.log_artifact(path, DATA_FOLDER)
+        with fileio.open(path) as f:
+            found = json.loads(f.read())["checks"]
+        run.log_metrics({f"checks.{check['name']}": check["value"] for check in found}, step=0)
 
 
 def _bless(
