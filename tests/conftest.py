@@ -122,6 +122,29 @@ def wait_for_http(url: str, process: subprocess.Popen, log_path, timeout_s: floa
             time.sleep(0.5)
 
 
+def start_server(port: int, root) -> subprocess.Popen:
+    """`mlflow server` on 127.0.0.1:`port` with its SQLite backend and artifact root in `root`."""
+    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    server = subprocess.Popen(
+        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "a"),
+    )  # fmt: skip
+    wait_for_http(f"http://127.0.0.1:{port}/health", server, root / "server.log")
+    return server
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real tracking server: (its URL, its folder)."""
+    port, root = free_port(), tmp_path / "server"
+    root.mkdir()
+    server = start_server(port, root)
+    yield f"http://127.0.0.1:{port}", root
+    server.terminate()
+    server.wait(timeout=30)
+
+
 def register_champion(tracking_uri, folder, vocab, model=None, gpt=None, statistics_uri=None) -> str:
     """Exports `model` (default: a fresh tiny one over `vocab`) as a bundle under `folder`,
     logs and registers it as the Evaluator does, and makes it MLflow's champion (with the

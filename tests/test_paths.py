@@ -56,6 +56,29 @@ def test_the_calls_an_outage_left_unlogged_are_listed_at_a_uri(tmp_path):
     tracked.enqueue([("log_artifact", ["gs://b/vocab.txt", "vocabulary"])])
     with ram_folder(tmp_path.name) as root:
         fileio.makedirs(f"{root}/model_run")
+        with fileio.open(f"{root}/model_run/log.txt", "w") as f:
+            f.write("not the model's")
         tracked.write_pending(f"{root}/model_run/mlflow_unlogged.json")
         with fileio.open(f"{root}/model_run/mlflow_unlogged.json") as f:
             assert json.load(f) == [{"call": "log_artifact", "args": ["gs://b/vocab.txt", "vocabulary"]}]
+
+
+def test_beam_and_tensorflow_see_the_same_ram_files(tmp_path):
+    """tests.ram_filesystem gives Beam `ram://`, as the Beam steps of a bucket-rooted
+    pipeline need; siblings sharing a prefix (`model`, `model_run`) stay apart."""
+    import apache_beam as beam
+    import tensorflow as tf
+    from apache_beam.testing.util import assert_that, equal_to
+
+    with ram_folder(tmp_path.name) as root:
+        fileio.makedirs(f"{root}/model_run")
+        with fileio.open(f"{root}/model_run/log.txt", "w") as f:
+            f.write("not the model's")
+        with beam.Pipeline() as p:
+            _ = p | beam.Create([b"a", b"b"]) | beam.io.WriteToTFRecord(f"{root}/model/data", file_name_suffix=".gz")
+        (written,) = tf.io.gfile.glob(f"{root}/model/*")
+        assert sorted(r.numpy() for r in tf.data.TFRecordDataset(written, compression_type="GZIP")) == [b"a", b"b"]
+        with beam.Pipeline() as p:
+            read = p | beam.io.ReadFromTFRecord(f"{root}/model/*")
+            assert_that(read, equal_to([b"a", b"b"]))
+    assert not tf.io.gfile.glob(f"{root}/*")

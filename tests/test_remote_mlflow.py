@@ -21,34 +21,11 @@ from components.tracking.mlflow_runs import PipelineRun, artifact_paths, trackin
 from components.trainer.trainer_module import UNLOGGED_FILE
 from pipeline import run
 from pipeline.run_summary import latest_run
-from tests.conftest import TINY_CONFIG, free_port, mlflow_runs, run_pipeline, wait_for_http
+from tests.conftest import TINY_CONFIG, mlflow_runs, run_pipeline, start_server
 
 pytestmark = pytest.mark.slow
 # Enough tiny epochs (~0.3 s each) for the server to die mid-training.
 EPOCHS = 30
-
-
-def start_server(port: int, root) -> subprocess.Popen:
-    """`mlflow server` on 127.0.0.1:`port` with its SQLite backend and artifact root in `root`."""
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    server = subprocess.Popen(
-        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "a"),
-    )  # fmt: skip
-    wait_for_http(f"http://127.0.0.1:{port}/health", server, root / "server.log")
-    return server
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real tracking server: (its URL, its folder)."""
-    port, root = free_port(), tmp_path / "server"
-    root.mkdir()
-    server = start_server(port, root)
-    yield f"http://127.0.0.1:{port}", root
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_the_pipeline_logs_params_curves_samples_and_model_to_a_tracking_server(mlflow_server, tmp_path):
