@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test ui venv lock golden bench-deps clean
+.PHONY: run test ui venv lock golden bench-deps gpu-bundle clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,21 @@ golden: $(STAMP)
 BENCH_PACKAGES := .bench-packages
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps --target $(BENCH_PACKAGES) -r requirements/bench.in
+
+# What benchmarks/gpu_suite.sh needs on a GPU machine with Python 3.12 and JAX but no
+# TensorFlow and no network: wheels of the Keras that runs there (keras-hub 0.25 imports
+# TensorFlow; 0.32 does not) and of what they import that the machine may lack, and token
+# ids written here, where TensorFlow tokenizes (embedded corpus: train step; gutenberg-large:
+# time to quality).
+GPU_BUNDLE := .gpu-bundle
+GPU_WHEELS := keras==3.15.1 keras-hub==0.32.0 namex==0.1.0 optree==0.20.0 tokenizers==0.23.3
+gpu-bundle: $(STAMP)
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels
+	$(PY) -m pip download --quiet --only-binary=:all: --no-deps --python-version 3.12 \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d $(GPU_BUNDLE)/wheels $(GPU_WHEELS)
+	$(PY) benchmarks/train_step.py --save-tokens $(GPU_BUNDLE)/embedded.npy
+	$(PY) benchmarks/time_to_quality.py --save-tokens $(GPU_BUNDLE)/gutenberg-large.npy
+	du -sh $(GPU_BUNDLE)
 
 # Re-resolve the pins in requirements/base.in and freeze the result (needs the registry).
 lock:

@@ -40,10 +40,13 @@ from benchmarks.common import (  # noqa: E402
     BATCH,
     BOS_ID,
     EMBEDDED_CORPUS,
+    KERAS_BACKENDS,
     SEQ_LEN,
     VOCAB_SIZE,
     corpus_lines,
+    load_tokens,
     our_settings,
+    save_tokens,
     token_labels,
     vocabulary,
 )
@@ -66,11 +69,11 @@ LEVERS = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"])
+    p.add_argument("--backend", default="tensorflow", choices=KERAS_BACKENDS)
     p.add_argument("--corpus", default=EMBEDDED_CORPUS, help="folder with train.txt (lines > 450 chars are used)")
-    p.add_argument("--tokens", help=".npy of (N, 128) int32 token ids, [PAD]=0; instead of --corpus")
+    p.add_argument("--tokens", help="the .npy of token ids that --save-tokens wrote; instead of --corpus")
     p.add_argument("--synthetic", action="store_true", help="random full-length token ids; instead of --corpus")
-    p.add_argument("--save-tokens", help="write the corpus's token ids to this .npy and exit")
+    p.add_argument("--save-tokens", help="write the corpus's token ids to this .npy (vocabulary beside it) and exit")
     p.add_argument("--variants", default=None, help="comma-separated; default: baseline,ours and every lever")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
@@ -102,8 +105,8 @@ def load_data(args):
         rng = np.random.default_rng(args.seed)
         return rng.integers(3, VOCAB_SIZE, size=(64 * BATCH, SEQ_LEN), dtype="int32"), VOCAB_SIZE, None
     if args.tokens:
-        labels = np.load(args.tokens).astype("int32")
-        return labels, int(labels.max()) + 1, None
+        ids = load_tokens(args.tokens)
+        return ids.train, ids.vocabulary_size, None
     from components.minigpt.tokenizer import TextCodec
 
     lines = corpus_lines(args.corpus)
@@ -197,12 +200,11 @@ def matmul_peak(dtype: str, n: int = 2048, reps: int = 10) -> float:
 
 def main() -> None:
     args = ARGS
+    if args.save_tokens:
+        save_tokens(args.save_tokens, args.corpus)
+        return
     devices = use_every_local_device()  # JAX: each batch split over all local devices
     data = load_data(args)
-    if args.save_tokens:
-        np.save(args.save_tokens, data[0])
-        print(f"wrote {data[0].shape} token ids to {args.save_tokens}")
-        return
     variants = {"ours": our_settings(), **{k: TrainingSettings(*v) for k, v in LEVERS.items()}}
     if data[2] is not None and args.backend == "tensorflow":
         variants = {"baseline": TrainingSettings("float32", None, 1), **variants}
