@@ -42,7 +42,7 @@ EVALUATOR_MODULES = ("components.evaluator.executor",)
 # Settings that shape the model, logged by the Trainer (and so in its cache key); the
 # Evaluator logs the others: where things went, how they ran, and the evaluation.
 TRAINER_PARAM_SECTIONS = ("pipeline_name", "data", "vocab", "model", "train")
-EVALUATOR_PARAM_SECTIONS = ("output_dir", "pipeline_root", "eval", "mlflow", "beam", "cloud", "serving")
+EVALUATOR_PARAM_SECTIONS = ("output_dir", "pipeline_root", "eval", "mlflow", "beam", "cloud")
 # The data checks' settings (data.checks.*, data.schema_file), logged by the Evaluator.
 VALIDATION_PARAMS = ("data.checks.", "data.schema_file")
 

@@ -60,8 +60,12 @@ def data_validation(
     if cfg.data.schema_file:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=cfg.data.schema_file)
     else:
+        # No fixed shape: a train split whose every line fills model.seq_len would infer one,
+        # and an eval line shorter than that would be an anomaly that stops the run.
         schema_gen = tfx.components.SchemaGen(
-            statistics=statistics_gen.outputs["statistics"], exclude_splits=SCHEMA_EXCLUDED_SPLITS
+            statistics=statistics_gen.outputs["statistics"],
+            infer_feature_shape=False,
+            exclude_splits=SCHEMA_EXCLUDED_SPLITS,
         )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]

@@ -153,6 +153,7 @@ def register_champion(tracking_uri, folder, vocab, model=None, gpt=None, statist
     from components.serving import model_bundle  # pylint: disable=import-outside-toplevel
     from components.tracking import text_model  # pylint: disable=import-outside-toplevel
     from components.tracking.champion import STATISTICS_URI_TAG  # pylint: disable=import-outside-toplevel
+    from components.tracking.mlflow_runs import default_artifact_location  # pylint: disable=import-outside-toplevel
 
     gpt = gpt or GPTConfig(vocabulary_size=len(vocab), seq_len=8, embed_dim=8, ff_dim=8, num_heads=2, num_layers=1)
     model = model or build_model(gpt)
@@ -163,7 +164,8 @@ def register_champion(tracking_uri, folder, vocab, model=None, gpt=None, statist
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name("champions")
-    experiment_id = found.experiment_id if found else client.create_experiment("champions")
+    location = default_artifact_location(tracking_uri)  # beside the store, not in ./mlruns
+    experiment_id = found.experiment_id if found else client.create_experiment("champions", location)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         params = {"vocab.vocabulary_size": 5000}
         manifest = model_bundle.Manifest(gpt, True, run.info.run_id, "champion-pipeline-run", params)

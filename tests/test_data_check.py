@@ -130,6 +130,7 @@ CLEAN_COUNTS = {"train": _counts(sequences=30, tokens=240), "eval": _counts(sequ
 def tracking(tmp_path, monkeypatch):
     """An MLflow store of this test's own, where the executor looks for the champion."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "exp")
 
 
 def test_a_clean_corpus_passes_every_check_and_the_summary_lists_them(tmp_path):

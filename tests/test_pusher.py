@@ -29,7 +29,9 @@ def registry(tmp_path):
     return tracking_uri, client, runs
 
 
-def _push(tmp_path, tracking_uri, blessed: bool, version: str = "2"):
+def _push(tmp_path, tracking_uri, blessed: bool, version: str = "2", decided_against: str = "1"):
+    """The Pusher on version `version`'s bundle, blessed (or not) against champion
+    `decided_against`."""
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / "Trainer" / "model")
     bundle = tmp_path / "Trainer" / "model" / "Format-Serving"
@@ -41,6 +43,7 @@ def _push(tmp_path, tracking_uri, blessed: bool, version: str = "2"):
     blessing.set_int_custom_property("blessed", int(blessed))
     blessing.set_string_custom_property("registered_version", version)
     blessing.set_string_custom_property("statistics_uri", "gs://b/root/StatisticsGen/statistics/9")
+    blessing.set_string_custom_property("champion_version", decided_against)
     pushed = standard_artifacts.PushedModel()
     pushed.uri = str(tmp_path / "pushed_model")
     destination = tmp_path / "serving"
@@ -71,7 +74,7 @@ def test_a_blessed_model_is_pushed_and_becomes_the_champion(tmp_path, registry):
     # The alias follows the push; the model's run says where it went.
     assert client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS).version == 2
     tags = client.get_run(runs[1]).data.tags
-    assert tags["pushed_to"] == str(destination / version_dir) and tags["champion_version"] == "2"
+    assert tags["pushed_to"] == str(destination / version_dir) and tags["pushed_as_version"] == "2"
     # Where its training data's statistics are: a later run's drift baseline.
     assert (
         client.get_model_version(REGISTERED_MODEL, "2").tags["statistics_uri"]
@@ -86,3 +89,26 @@ def test_a_model_that_is_not_blessed_is_neither_pushed_nor_promoted(tmp_path, re
     assert pushed.get_int_custom_property("pushed") == 0
     assert client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS).version == 1
     assert "pushed_to" not in client.get_run(runs[1]).data.tags
+
+
+def test_a_blessing_against_a_champion_that_has_since_changed_pushes_nothing(tmp_path, registry):
+    """Another run (or a person) moved the alias after this model was blessed against the
+    old champion: promoting it now would replace a champion it was never compared with."""
+    tracking_uri, client, runs = registry
+    pushed, destination = _push(tmp_path, tracking_uri, blessed=True, decided_against="none")
+    assert not destination.exists() and pushed.get_int_custom_property("pushed") == 0
+    reason = pushed.get_string_custom_property("not_pushed_reason")
+    assert reason == "the blessing was decided against champion none, and the champion is now 1"
+    assert client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS).version == 1
+
+
+def test_a_promotion_that_fails_leaves_no_served_folder(tmp_path, registry, monkeypatch):
+    tracking_uri, client, _ = registry
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("the tracking server went away")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", refuse)
+    with pytest.raises(ConnectionError):
+        _push(tmp_path, tracking_uri, blessed=True)
+    assert os.listdir(tmp_path / "serving") == []  # TFX's copy removed: nothing served it

@@ -86,6 +86,7 @@ def test_the_champions_vocabulary_is_kept_when_learned_with_the_same_settings(tm
     """vocab.source: champion: new data, the champion's tokens (so models stay comparable)."""
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "exp")
     lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
     # No champion yet: learned.
     vocabulary, written = _run_vocab_gen(tmp_path, lines, "champion", name="first")

@@ -1,8 +1,7 @@
 """The checks DataCheck runs, as values against thresholds: pure functions of counts.
 
 Each check yields a `Check` (name, value, threshold, passed) that goes into the
-component's JSON summary and, when it fails on a run with a champion, into the one
-line that stops the run.
+component's JSON summary and, when it fails, into the one line that stops the run.
 """
 
 from __future__ import annotations

@@ -11,10 +11,9 @@ import dataclasses
 class DataChecksConfig:
     """Thresholds of DataCheck (`components.data_check`), which runs before the Trainer.
 
-    A check only records its value on a run without a champion (no blessed model yet);
-    once there is one, a value past its threshold stops the run before training. Each
-    default passes on every corpus this project ships or tests with, with margin: the
-    measured values are in the comments.
+    A value past its threshold stops the run before training, a first run's too (only
+    the drift needs a champion to compare with). Each default passes on every corpus this
+    project ships or tests with, with margin: the measured values are in the comments.
     """
 
     # Share of each split's lines that pass the length filter (TextExampleGen's

@@ -16,6 +16,7 @@ import os
 from typing import Any, Dict, List, Mapping
 
 import apache_beam as beam
+import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 from tensorflow_data_validation.utils import anomalies_util
 from tfx import types
@@ -33,7 +34,8 @@ from components.data_check.config import DataChecksConfig
 from components.data_check.drift import load_split_statistics, token_id_divergence
 from components.runtime.errors import InputDataError
 from components.serving.model_bundle import VOCAB_FILE
-from components.tracking.champion import VERSION_PROPERTY, Champion, current_champion
+from components.tracking.champion import NO_CHAMPION, VERSION_PROPERTY, Champion, current_champion
+from components.tracking.mlflow_runs import tracking_from_environment
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +98,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             for split in artifact_utils.decode_split_names(anomalies.split_names)
         ]
         result = artifact_utils.get_single_instance(output_dict[RESULT_KEY])
-        with current_champion() as champion:
-            result.set_string_custom_property(VERSION_PROPERTY, champion.version if champion else "none")
+        with current_champion(tracking_from_environment()["tracking_uri"]) as champion:
+            result.set_string_custom_property(VERSION_PROPERTY, champion.version if champion else NO_CHAMPION)
             drift = _drift(champion, input_dict, thresholds) if champion else None
         found += [drift] if drift else []
         _write_summary(result, found)
@@ -159,7 +161,11 @@ def _drift(champion: Champion, input_dict: Dict[str, List[types.Artifact]], thre
     statistics = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
     schema_uri = artifact_utils.get_single_uri(input_dict[SCHEMA_KEY])
     schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema_uri))
-    previous = load_split_statistics(champion.statistics_uri)
+    try:
+        previous = load_split_statistics(champion.statistics_uri)
+    except (OSError, tf.errors.OpError) as e:  # another machine's path, a cleaned-up root
+        logger.warning("Champion version %s's statistics cannot be read (%s): drift not checked.", champion.version, e)
+        return None
     return checks.drift_check(token_id_divergence(load_split_statistics(statistics.uri), previous, schema), thresholds)
 
 

@@ -16,6 +16,7 @@ from typing import Dict, Optional
 from tfx import types
 from tfx.components.evaluator import constants
 
+from components.tracking.champion import NO_CHAMPION, VERSION_PROPERTY
 from components.tracking.text_model import REGISTERED_MODEL
 
 # The custom properties this project adds to TFX's (blessed, current/baseline model).
@@ -102,5 +103,7 @@ def record(
     blessing.set_string_custom_property(SPLIT, decision.split)
     blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, decision.reason)
     blessing.set_string_custom_property(REGISTERED_VERSION, registered_version)
+    # What the Pusher checks is still the champion before it promotes this model.
+    blessing.set_string_custom_property(VERSION_PROPERTY, decision.champion_version or NO_CHAMPION)
     if statistics is not None:
         blessing.set_string_custom_property(STATISTICS_URI, statistics.uri)

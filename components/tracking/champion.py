@@ -7,8 +7,10 @@ person may, by hand: `MlflowClient().set_registered_model_alias("minigpt", "cham
 through a TFX input: an input resolved from the pipeline's own latest output would change
 after every blessing and rerun everything, on data that did not change. So a step that
 TFX serves from its cache keeps the champion it saw when it ran, and one whose inputs
-changed (new data, new settings) sees the champion of now. What each step saw is
-recorded on its output (`VERSION_PROPERTY`).
+changed (new data, new settings) sees the champion of now. VocabGen, DataCheck and the
+Evaluator record the version they saw on their output (`VERSION_PROPERTY`), the Trainer
+on its MLflow run (`warm_start`); the Pusher promotes a model only while the champion is
+still the one its blessing was decided against.
 
 The bundle (SavedModel, `.keras` model, vocabulary, manifest) is the one the Evaluator
 logged with the registered text model; it is downloaded to a local folder.
@@ -20,17 +22,22 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import yaml
 
 from components.tracking.text_model import BUNDLE_ARTIFACT, CHAMPION_ALIAS, REGISTERED_MODEL
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 # The model version tag the Pusher sets: the statistics of the data the model was trained
 # on (a later run's drift baseline).
 STATISTICS_URI_TAG = "statistics_uri"
-# On the outputs of the steps that looked the champion up: its version, or "none".
+# On the outputs of the steps that looked the champion up (the blessing too): its
+# version, or NO_CHAMPION.
 VERSION_PROPERTY = "champion_version"
+NO_CHAMPION = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,25 +49,33 @@ class Champion:
     statistics_uri: Optional[str]
 
 
-@contextlib.contextmanager
-def current_champion(tracking_uri: Optional[str] = None) -> Iterator[Optional[Champion]]:
-    """The champion of now, its bundle in a temporary folder for the `with` block; None
-    when the registered model or its alias does not exist yet (a first run)."""
-    from mlflow import MlflowClient  # pylint: disable=import-outside-toplevel
-    from mlflow.artifacts import download_artifacts  # pylint: disable=import-outside-toplevel
+def champion_version(client: "MlflowClient") -> Optional[str]:
+    """The version the alias names now; None when the registered model or the alias does
+    not exist yet (a first run)."""
     from mlflow.exceptions import MlflowException  # pylint: disable=import-outside-toplevel
 
-    client = MlflowClient(tracking_uri)
     try:
         aliases = client.get_registered_model(REGISTERED_MODEL).aliases
     except MlflowException as e:
         if e.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-        aliases = {}
-    if CHAMPION_ALIAS not in aliases:
+        return None
+    return str(aliases[CHAMPION_ALIAS]) if CHAMPION_ALIAS in aliases else None
+
+
+@contextlib.contextmanager
+def current_champion(tracking_uri: str) -> Iterator[Optional[Champion]]:
+    """The champion of now, its bundle in a temporary folder for the `with` block; None
+    when the registered model or its alias does not exist yet (a first run)."""
+    from mlflow import MlflowClient  # pylint: disable=import-outside-toplevel
+    from mlflow.artifacts import download_artifacts  # pylint: disable=import-outside-toplevel
+
+    client = MlflowClient(tracking_uri)
+    number = champion_version(client)
+    if number is None:
         yield None
         return
-    version = client.get_model_version(REGISTERED_MODEL, str(aliases[CHAMPION_ALIAS]))
+    version = client.get_model_version(REGISTERED_MODEL, number)
     with tempfile.TemporaryDirectory(prefix="champion-") as tmp:
         model_dir = download_artifacts(f"models:/{REGISTERED_MODEL}/{version.version}", dst_path=tmp)
         with open(os.path.join(model_dir, "MLmodel"), encoding="utf-8") as f:

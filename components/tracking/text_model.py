@@ -26,7 +26,6 @@ from components.tracking.mlflow_runs import pinned_requirements
 REGISTERED_MODEL = "minigpt"
 LATEST = f"models:/{REGISTERED_MODEL}/latest"
 CHAMPION_ALIAS = "champion"
-CHAMPION = f"models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS}"
 BUNDLE_ARTIFACT = "bundle"
 # The package the model ships as code: the class below and everything it imports
 # (components.minigpt, components.serving, ...), so it loads where this project is not

@@ -25,7 +25,8 @@ from tfx.types import artifact_utils
 from components.data.artifact_types import Vocabulary, read_vocabulary
 from components.data.formats import example_text
 from components.serving import model_bundle
-from components.tracking.champion import VERSION_PROPERTY, Champion, current_champion
+from components.tracking.champion import NO_CHAMPION, VERSION_PROPERTY, Champion, current_champion
+from components.tracking.mlflow_runs import tracking_from_environment
 from components.vocab_gen.wordpiece import ComputeVocabulary
 
 logger = logging.getLogger(__name__)
@@ -61,8 +62,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         vocabulary = artifact_utils.get_single_instance(output_dict[VOCABULARY_KEY])
         vocab_path = os.path.join(vocabulary.uri, Vocabulary.FILE_NAME)
         if exec_properties.get(SOURCE_KEY) == "champion":
-            with current_champion() as champion:
-                vocabulary.set_string_custom_property(VERSION_PROPERTY, champion.version if champion else "none")
+            with current_champion(tracking_from_environment()["tracking_uri"]) as champion:
+                vocabulary.set_string_custom_property(VERSION_PROPERTY, champion.version if champion else NO_CHAMPION)
                 kept, why = _champion_vocabulary(champion, exec_properties) if champion else (None, "no champion yet")
                 if kept:
                     fileio.makedirs(vocabulary.uri)
