@@ -47,6 +47,7 @@ def _run(
     thresholds=DataChecksConfig(),
     champion_vocab=VOCAB,
     failing=False,
+    counts_as_doubles=False,
 ):
     """The executor on text `splits` (split -> paragraphs), `counts` (split -> line and token
     counts), token `ids` (statistics of the train split) and, given `baseline_ids`, an MLflow
@@ -61,7 +62,10 @@ def _run(
     token_ids.split_names = json.dumps(list(splits))
     for split, split_counts in counts.items():
         for name, value in split_counts.items():
-            token_ids.set_int_custom_property(f"{split}_{name}", value)
+            if counts_as_doubles:  # as TFX's Kubeflow/Vertex entrypoint hands them over: JSON numbers
+                token_ids.set_json_value_custom_property(f"{split}_{name}", float(value))
+            else:
+                token_ids.set_int_custom_property(f"{split}_{name}", value)
     ids = ids or [[5, 6, 7, 8, 9, 10, 11, 12]] * 20
     statistics = _stats_artifact(tmp_path / "statistics", {"train": ids})
     schema = standard_artifacts.Schema()
@@ -142,6 +146,11 @@ def test_a_clean_corpus_passes_every_check_and_the_summary_lists_them(tmp_path):
     }  # fmt: skip
     assert all(check["passed"] for check in checks.values())
     assert set(checks["train.kept_share"]) == {"name", "value", "threshold", "passed"}
+
+
+def test_counts_that_arrive_as_doubles_as_under_the_platforms_launchers_read_the_same(tmp_path):
+    checks, _ = _run(tmp_path, CLEAN, CLEAN_COUNTS, counts_as_doubles=True)
+    assert checks["train.kept_share"]["value"] == 1.0 and checks["train.mean_tokens"]["value"] == 8.0
 
 
 def test_duplicates_and_leakage_are_counted(tmp_path):

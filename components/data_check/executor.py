@@ -27,7 +27,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.data.artifact_types import DataChecks, Vocabulary, read_vocabulary
-from components.data.formats import example_text
+from components.data.formats import LINE_COUNTERS, TOKEN_COUNTERS, example_text
 from components.data.paragraphs import DUPLICATE_COUNTER, LEAKED_COUNTER, CountSharedParagraphs
 from components.data_check import checks
 from components.data_check.config import DataChecksConfig
@@ -129,13 +129,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
 
 def _split_counts(artifact: types.Artifact, split: str) -> Dict[str, int]:
-    """The artifact's `<split>_<counter>` integer properties, by counter."""
-    prefix = f"{split}_"
-    return {
-        name[len(prefix) :]: artifact.get_int_custom_property(name)
-        for name, value in artifact.mlmd_artifact.custom_properties.items()
-        if name.startswith(prefix) and value.HasField("int_value")
-    }
+    """The artifact's `<split>_<counter>` counts (TextExampleGen's and Tokenize's), by counter."""
+    return {name: _count(artifact, f"{split}_{name}") for name in (*LINE_COUNTERS, *TOKEN_COUNTERS)}
+
+
+def _count(artifact: types.Artifact, key: str) -> int:
+    """An integer custom property however it arrived: a local run stores an int, TFX's
+    Kubeflow/Vertex entrypoint hands it over as a JSON number (a float in a struct), which
+    `get_int_custom_property` reads as 0."""
+    value = artifact.get_json_value_custom_property(key)
+    return int(value) if value is not None else artifact.get_int_custom_property(key)
 
 
 def _schema_anomalies(anomalies: types.Artifact, split: str) -> Mapping[str, str]:
