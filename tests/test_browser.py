@@ -100,13 +100,14 @@ def test_the_run_page_shows_status_datasets_metrics_and_registered_model(ui, bro
 def test_the_curves_come_first_and_val_perplexity_has_a_point_per_epoch(ui, browser):
     """The sections in the order shown, with their chart counts: the per-epoch curves,
     then every one-value result in "Model metrics" (6 decoders x 6 measures, test and
-    eval perplexity and tokens, parameters, kept epoch and its val perplexity); and the val
+    eval perplexity and tokens, parameters, kept epoch and its val perplexity; the 15 data
+    checks of three splits; the blessing's candidate perplexity and verdict); and the val
     perplexity curve as drawn: one point per epoch, at the logged values."""
     url, base, run_id = ui
     browser.open(tab(url, "model-metrics"), "document.querySelectorAll('.js-plotly-plot').length >= 6")
     shoot(browser, "run-model-metrics.png")
     sections = re.findall(r"(?:^| )([\w/. ]+?) \((\d+)\) Add chart", browser.text())
-    assert sections[:3] == [("train", "4"), ("val", "2"), ("Model metrics", str(6 * 6 + 7))], sections
+    assert sections[:3] == [("train", "4"), ("val", "2"), ("Model metrics", str(6 * 6 + 7 + 15 + 2))], sections
     charts = browser.evaluate(CHARTS_JS)
     assert [(c["section"], c["title"]) for c in charts[:6]] == [
         ("train", "loss"),
