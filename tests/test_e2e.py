@@ -57,9 +57,12 @@ def test_pipeline_trains_evaluates_logs_and_caches(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.tags[PIPELINE_RUN_ID_TAG] == summary.pipeline_run_id
     params = run.data.params
-    # Every config value is a param (Trainer and Evaluator each log their sections).
+    # Every config value is a param (Trainer and Evaluator each log their sections), but
+    # where models are pushed: a new destination must not rerun the Evaluator, and where a
+    # model went is its run's `pushed_to` tag.
     resolved = flatten(load_config(TINY_CONFIG, [f"output_dir={out}"]))
-    assert set(resolved) <= set(params), set(resolved) - set(params)
+    assert set(resolved) - set(params) == {"serving.push_destination"}
+    assert run.data.tags["pushed_to"].startswith(f"{out}/pipeline_root/serving/")
     assert params["train.batch_size"] == "16" and params["model.seq_len"] == "32"
     assert params["data.min_training_seq_len"] == "450" and params["vocab.vocabulary_size"] == "1000"
     assert params["eval.decoders.beam"] == "{'num_beams': 3}"
