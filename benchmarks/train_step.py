@@ -95,6 +95,8 @@ from components.minigpt.sequences import features_from_labels  # noqa: E402
 from components.minigpt.training import (  # noqa: E402
     TrainingSettings,
     build_trainable_model,
+    cpu_has_bf16,
+    has_gpu,
     use_every_local_device,
 )
 
@@ -221,7 +223,9 @@ def main() -> None:
             results[name].append(run_variant(name, variants[name], data, held_out, args))
             step_ms = results[name][-1]["step_s"] * 1e3
             print(f"repeat {repeat + 1}/{args.repeats} {name}: {step_ms:.0f} ms/step", flush=True)
-    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
+    # Under ONEDNN_MAX_CPU_ISA=AVX2 (or on an AVX2-only CPU) oneDNN has no bf16 matmul to measure.
+    bf16 = has_gpu() or cpu_has_bf16()
+    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16") if bf16 else float("nan")}
     rows = {}
     for name in names:
         step_s = statistics.median(r["step_s"] for r in results[name])
@@ -241,7 +245,8 @@ def main() -> None:
         f"\nbackend {args.backend} on {devices} device(s), {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores; "
         f"matmul peak fp32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s; "
-        f"{results[names[0]][0]['flops'] / 1e9:.0f} GFLOP a step; medians of {args.repeats}"
+        f"{results[names[0]][0]['flops'] / 1e9:.0f} GFLOP a step; medians of {args.repeats}; "
+        f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}"
     )
     print(f"{'variant':<16}{'ms/step':>10}{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>9}{'vs ' + base:>12}{'loss':>8}")
     for name, row in rows.items():
@@ -249,8 +254,16 @@ def main() -> None:
             f"{name:<16}{row['ms_per_step']:>10.0f}{row['tokens_per_s']:>10.0f}{row['gflops']:>9.0f}"
             f"{row['peak_fraction']:>9.0%}{row['ms_per_step'] / rows[base]['ms_per_step']:>12.2f}{row['loss']:>8.3f}"
         )
+    # The fastest a step of these FLOPs can be on this machine: every matmul at the peak.
+    floor_ms = results[names[0]][0]["flops"] / peaks["float32"] * 1e3
+    print(
+        f"float32 floor (all matmuls at the fp32 peak): {floor_ms:.0f} ms/step, "
+        f"{floor_ms / rows[base]['ms_per_step']:.2f} of {base}"
+    )
     if args.json:
         summary = {
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+            "float32_floor_ms": floor_ms,
             "backend": args.backend,
             "devices": devices,
             "steps": args.steps,
