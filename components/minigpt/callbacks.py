@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras.src.utils import file_utils
 
-from components.minigpt.sequences import epoch_order
+from components.minigpt.sequences import epoch_order, padded_batch
 from components.runtime import interrupt
 
 # In the BackupAndRestore folder: the kept epoch, its monitored value and its weights.
@@ -107,26 +107,45 @@ class EpochShuffle(keras.callbacks.Callback):
     draws too), the last partial batch kept.
     Give `fit` `batches` with `shuffle=False` (else Keras shuffles the batch order from
     Python's global seed) and this callback, which draws each order as its epoch begins,
-    before `fit` reads a batch of it.
+    before `fit` reads a batch of it. `pad`: as `RowBatches`'.
     """
 
     def __init__(
-        self, features: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, max_steps: Optional[int] = None
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        seed: int,
+        max_steps: Optional[int] = None,
+        pad: bool = False,
     ):
         super().__init__()
-        self.batches = _ShuffledRows(features, labels, batch_size, max_steps)
+        self.batches = RowBatches(features, labels, batch_size, max_steps, pad)
         self._seed = seed
 
     def on_epoch_begin(self, epoch: int, logs: Dict[str, float] = None) -> None:
         self.batches.order = epoch_order(len(self.batches.labels), self._seed, epoch)
 
 
-class _ShuffledRows(keras.utils.PyDataset):
-    """(features, labels) batches of the rows in `order`: what `EpochShuffle` feeds `fit`."""
+class RowBatches(keras.utils.PyDataset):
+    """(features, labels) batches of the rows in `order`, the last partial batch kept: what
+    `EpochShuffle` feeds `fit` (its epoch's order), and validation batches (in order).
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, batch_size: int, max_steps: Optional[int]):
+    `pad`: every batch is (features, labels, sample_weight) of `batch_size` rows, the
+    last padded with rows weighted 0 (`sequences.padded_batch`), so that a compiled step
+    sees one shape (`training.pads_partial_batches`).
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        max_steps: Optional[int] = None,
+        pad: bool = False,
+    ):
         super().__init__()
-        self.features, self.labels, self.batch_size = features, labels, batch_size
+        self.features, self.labels, self.batch_size, self.pad = features, labels, batch_size, pad
         self._num_batches = min(math.ceil(len(labels) / batch_size), max_steps or math.inf)
         # Until the first epoch begins: Keras reads two batches for their shapes before it.
         self.order = np.arange(len(labels))
@@ -136,6 +155,8 @@ class _ShuffledRows(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        if self.pad:
+            return padded_batch(self.features[rows], self.labels[rows], self.batch_size)
         return self.features[rows], self.labels[rows]
 
 

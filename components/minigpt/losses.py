@@ -15,7 +15,7 @@ import keras
 import keras_hub
 import numpy as np
 
-PAD_ID = 0  # [PAD] is always token 0: WordPieceTokenizer and the masks rely on it.
+from components.minigpt.sequences import PAD_ID
 
 # Below the smallest normal float32 a softmax probability has lost its precision (or is 0):
 # the loss of such a label is computed from the logits instead.
@@ -82,17 +82,37 @@ def _softmax_cross_entropy_tensorflow(labels, logits):
     return cross_entropy(logits)
 
 
+def per_position(sample_weight, positions):
+    """`sample_weight`, one per row (B,) or per position, shaped to multiply `positions`
+    (B, T) or (B, T, 1) in float32: a row's weight on each of its positions."""
+    sample_weight = keras.ops.cast(sample_weight, "float32")
+    for _ in range(len(positions.shape) - len(sample_weight.shape)):
+        sample_weight = keras.ops.expand_dims(sample_weight, -1)
+    return sample_weight
+
+
+def weighted_rows(sample_weight):
+    """How many rows of a batch have a nonzero `sample_weight` (per row, or per position):
+    the rows it really has, those `sequences.padded_batch` did not add."""
+    weight = keras.ops.convert_to_tensor(sample_weight)
+    if len(weight.shape) > 1:
+        weight = keras.ops.max(keras.ops.abs(weight), axis=tuple(range(1, len(weight.shape))))
+    return keras.ops.sum(keras.ops.cast(keras.ops.not_equal(weight, 0), "float32"))
+
+
 @keras.saving.register_keras_serializable(package="minigpt")
 class TokenCrossEntropy(keras.losses.Loss):
     """The reference's `SparseCategoricalCrossentropy(from_logits=True)` over the model's
     [PAD] mask, computed by `token_cross_entropy`, the mask made explicit.
 
     Every position's loss is weighted by `counted_positions` (times any `sample_weight`,
-    one per position), and the default reduction divides by the weights' sum: the mean
-    over the counted positions, the value Keras' masked mean gives the reference (up to
-    its epsilon), on any Keras version and on paths that never see a Keras mask
-    (`multiprocess`). Where Keras does carry the mask, it multiplies the same 0/1 weights
-    again: no change.
+    one per row or one per position), and the default reduction divides by the weights'
+    sum: the mean over the counted positions, the value Keras' masked mean gives the
+    reference (up to its epsilon), on any Keras version and on paths that never see a
+    Keras mask (`multiprocess`). Where Keras does carry the mask, it multiplies the same
+    0/1 weights again: no change. Rows weighted 0 (`sequences.padded_batch`) are in
+    neither the sum nor the divisor, so they change neither the loss nor its gradient
+    (Keras' default "sum_over_batch_size" would divide by them too).
     """
 
     def __init__(self, reduction="mean_with_sample_weight", name="sparse_categorical_crossentropy", dtype=None):
@@ -101,7 +121,7 @@ class TokenCrossEntropy(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         weight = counted_positions(y_true)
         if sample_weight is not None:
-            weight = weight * keras.ops.cast(sample_weight, weight.dtype)
+            weight = weight * per_position(sample_weight, weight)
         return super().__call__(y_true, y_pred, sample_weight=weight)
 
     def call(self, y_true, y_pred):
@@ -114,9 +134,29 @@ class Perplexity(keras_hub.metrics.Perplexity):
     computed by `TokenCrossEntropy`. In a compiled step TensorFlow then computes one
     softmax for the loss and the metric together (its graph optimizer merges the two).
     The metric's own mask, labels that are not [PAD], lies within `counted_positions`
-    (the [PAD]s end a row), so the loss's weights do not change it."""
+    (the [PAD]s end a row), so the loss's weights do not change it.
+
+    With a `sample_weight` (one per row, or per position), a batch's mean cross-entropy
+    counts as many times as the batch has rows of nonzero weight: keras_hub counts every
+    row, so the rows `sequences.padded_batch` adds (weight 0) would weigh a padded last
+    batch as a full one in the epoch's perplexity. keras_hub also takes its weights only
+    one per position."""
 
     def __init__(self, from_logits=False, **kwargs):
         super().__init__(from_logits=from_logits, **kwargs)
         if from_logits:
             self._crossentropy = TokenCrossEntropy(reduction="sum")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is None:
+            super().update_state(y_true, y_pred)
+            return
+        y_true, y_pred = keras.ops.cast(y_true, self.dtype), keras.ops.cast(y_pred, self.dtype)
+        weight = per_position(sample_weight, y_true)
+        if self.mask_token_id is not None:
+            weight = weight * keras.ops.cast(keras.ops.not_equal(y_true, self.mask_token_id), self.dtype)
+        weight = keras.ops.broadcast_to(weight, keras.ops.shape(y_true))
+        crossentropy = keras.ops.cast(self._crossentropy(y_true, y_pred, sample_weight=weight), self.dtype)
+        rows = weighted_rows(sample_weight)
+        self._aggregate_crossentropy.assign_add(rows * crossentropy / keras.ops.sum(weight))
+        self._number_of_samples.assign_add(rows)

@@ -104,7 +104,10 @@ def compile_model(
     model.compile(
         optimizer=optimizer,
         loss=loss,
-        metrics=[metric(from_logits=True, mask_token_id=PAD_ID)],
+        # Weighted: Keras hands `metrics` no sample weights, and the perplexity must leave
+        # out the rows a padded batch adds (`sequences.padded_batch`). Same name, same value
+        # where there are no weights.
+        weighted_metrics=[metric(from_logits=True, mask_token_id=PAD_ID)],
         jit_compile="auto" if jit_compile is None else jit_compile,
         steps_per_execution=steps_per_execution,
     )

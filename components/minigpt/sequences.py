@@ -11,6 +11,8 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
+PAD_ID = 0  # [PAD] is always token 0: WordPieceTokenizer and the masks rely on it.
+
 
 def features_from_labels(labels: np.ndarray, bos_id: int) -> np.ndarray:
     """(N, T) labels, [PAD]-padded -> (N, T) features: [BOS] + labels[:, :-1]."""
@@ -64,6 +66,28 @@ def batches_per_epoch(
     whole, partial = divmod(num_rows, batch_size)
     count = whole + (1 if partial and keep_partial else 0)
     return min(count, max_steps) if max_steps else count
+
+
+def padded_batch(
+    features: np.ndarray, labels: np.ndarray, batch_size: int
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, sample_weight) of exactly `batch_size` rows: the given rows, each
+    weighted 1, then rows of [PAD] weighted 0.
+
+    A compiled step (JAX's `jax.jit`) is compiled once per input shape, so an epoch's
+    last, smaller batch would compile a second program; padded, it runs the first. The
+    weights are one per row: the loss, the perplexity metric and the logged loss leave
+    the zero-weighted rows out (`losses.TokenCrossEntropy`, `losses.Perplexity`,
+    `training.count_real_rows`), so the padded batch computes what the short one did.
+    """
+    rows, missing = len(labels), batch_size - len(labels)
+    if missing < 0:
+        raise ValueError(f"{rows} rows do not fit in a batch of {batch_size}")
+    weight = np.concatenate([np.ones(rows, "float32"), np.zeros(missing, "float32")])
+    if missing:
+        features = np.concatenate([features, np.full((missing, *features.shape[1:]), PAD_ID, features.dtype)])
+        labels = np.concatenate([labels, np.full((missing, *labels.shape[1:]), PAD_ID, labels.dtype)])
+    return features, labels, weight
 
 
 def batches(features: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:

@@ -31,7 +31,7 @@ from components.data.artifact_types import read_vocabulary
 from components.data.lm_data import read_labels
 from components.minigpt import multiprocess
 from components.minigpt.cached_decoding import CachedGenerator
-from components.minigpt.callbacks import EpochShuffle, KeepBestEpoch, RaiseOnInterrupt
+from components.minigpt.callbacks import EpochShuffle, KeepBestEpoch, RaiseOnInterrupt, RowBatches
 from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig
 from components.minigpt.sequences import batches_per_epoch, features_from_labels, spread_batches
@@ -40,6 +40,7 @@ from components.minigpt.training import (
     build_trainable_model,
     check_gpus_usable,
     learning_rate_schedule,
+    pads_partial_batches,
     resolve_settings,
     use_compilation_cache,
     use_every_local_device,
@@ -194,12 +195,13 @@ def fit_one_process(
     weights and the optimizer's state, not its layers' `SeedGenerator` state, so a model
     with dropout would draw the resumed epochs' masks from a restarted generator.
     """
-    shuffle = EpochShuffle(*train_data, train_cfg["batch_size"], train_cfg["seed"], train_cfg["steps_per_epoch"])
+    batch_size, pad = train_cfg["batch_size"], pads_partial_batches()
+    shuffle = EpochShuffle(*train_data, batch_size, train_cfg["seed"], train_cfg["steps_per_epoch"], pad)
     return model.fit(
         shuffle.batches,
         shuffle=False,
-        validation_data=eval_data,
-        validation_batch_size=train_cfg["batch_size"],
+        validation_data=RowBatches(*eval_data, batch_size, pad=True) if pad else eval_data,
+        validation_batch_size=None if pad else batch_size,
         epochs=train_cfg["epochs"],
         callbacks=[shuffle, *callbacks],
         # A live progress bar on a terminal, one line per epoch in logs and CI.
@@ -242,7 +244,8 @@ def fit_across_processes(
         logs = trainer.train_epoch(*train_data, batches)
         trainer.write_back()
         if role.is_chief:
-            validation = model.evaluate(*eval_data, batch_size=batch_size, return_dict=True, verbose=0)
+            eval_batches = RowBatches(*eval_data, batch_size, pad=True)  # JAX: one shape, one compile
+            validation = model.evaluate(eval_batches, return_dict=True, verbose=0)
             logs.update({f"val_{name}": float(value) for name, value in validation.items()})
         logger.info(
             "Epoch %d/%d (process %d of %d): %s",
