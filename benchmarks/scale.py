@@ -8,8 +8,13 @@ and the peak of the whole process tree's RSS, the child and every Beam worker pr
 starts (sampled from /proc every 0.2 s). With `--mode in_memory` every Beam worker is
 that child; with `multi_processing` the workers are its children.
 
+`--crc-profile` (in memory only: it counts in the child's own process) also times every
+TFRecord checksum Beam computes (`_TFRecordUtil._masked_crc32c`, two per record read or
+written): calls, bytes, seconds (an upper bound: a timer around each call) and which
+crc32c function Beam picked (python-snappy's when importable, else crcmod's).
+
 Usage:
-  python benchmarks/scale.py [--sizes 100,300,1000] [--mode in_memory] [--json PATH]
+  python benchmarks/scale.py [--sizes 100,300,1000] [--mode in_memory] [--json PATH] [--crc-profile]
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sizes", default="100,300,1000", help="train split sizes in MB")
     p.add_argument("--mode", default="in_memory", choices=["in_memory", "multi_processing"])
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--crc-profile", action="store_true", help="time Beam's TFRecord checksums (in memory only)")
     p.add_argument("--child", nargs=3, metavar=("CORPUS_DIR", "WORK_DIR", "MODE"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -103,6 +109,32 @@ def run_steps(corpus_dir: str, work_dir: str, mode: str) -> dict:
     return {"seconds": seconds, "lines_kept": lines_kept, "runner_peak_mb_after": peak_after}
 
 
+def profile_crc() -> dict:
+    """Wraps Beam's TFRecord checksum with a timer; the returned dict fills in as it runs."""
+    from apache_beam.io import tfrecordio  # pylint: disable=import-outside-toplevel
+
+    stats = {"calls": 0, "bytes": 0, "seconds": 0.0}
+    masked = tfrecordio._TFRecordUtil._masked_crc32c.__func__  # pylint: disable=protected-access
+
+    def timed(cls, value, crc32c_fn=tfrecordio._default_crc32c_fn):  # pylint: disable=protected-access
+        start = time.perf_counter()
+        crc = masked(cls, value, crc32c_fn)
+        stats["seconds"] += time.perf_counter() - start
+        stats["calls"] += 1
+        stats["bytes"] += len(value)
+        return crc
+
+    tfrecordio._TFRecordUtil._masked_crc32c = classmethod(timed)  # pylint: disable=protected-access
+    return stats
+
+
+def _crc_fn_name() -> str:
+    from apache_beam.io import tfrecordio  # pylint: disable=import-outside-toplevel
+
+    fn = tfrecordio._default_crc32c_fn.fn  # pylint: disable=protected-access
+    return f"{getattr(fn, '__module__', None) or ''}.{getattr(fn, '__qualname__', repr(fn))}".lstrip(".")
+
+
 def _own_peak_mb() -> float:
     """This process's peak RSS so far (the runner's; in memory, every worker's too)."""
     import resource  # pylint: disable=import-outside-toplevel
@@ -110,7 +142,7 @@ def _own_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(corpus: str, megabytes: int, mode: str) -> dict:
+def measure(corpus: str, megabytes: int, mode: str, crc_profile: bool = False) -> dict:
     """One size in a fresh child process: its step seconds and its peak RSS in MB."""
     with tempfile.TemporaryDirectory() as folder:
         corpus_dir = os.path.join(folder, "corpus")
@@ -118,6 +150,7 @@ def measure(corpus: str, megabytes: int, mode: str) -> dict:
         build_corpus(corpus, corpus_dir, megabytes)
         result_path = os.path.join(folder, "result.json")
         command = [sys.executable, __file__, "--child", corpus_dir, folder, mode]
+        command += ["--crc-profile"] if crc_profile else []
         with open(result_path, "w") as out:
             child = subprocess.Popen(command, stdout=out)
             tree_peak = TreePeak(child.pid)
@@ -174,18 +207,32 @@ def _rss_bytes(pid: int) -> int:
 
 def main() -> None:
     args = parse_args()
+    if args.crc_profile and args.mode != "in_memory" and not args.child:
+        sys.exit("--crc-profile counts in the runner's own process: use it with --mode in_memory")
     if args.child:
-        print(json.dumps(run_steps(*args.child)))
+        crc = profile_crc() if args.crc_profile else None
+        result = run_steps(*args.child)
+        if crc is not None:
+            result["crc"] = dict(crc, fn=_crc_fn_name())
+        print(json.dumps(result))
         return
     rows = []
     for megabytes in (int(s) for s in args.sizes.split(",")):
-        rows.append(measure(args.corpus, megabytes, args.mode))
+        rows.append(measure(args.corpus, megabytes, args.mode, args.crc_profile))
         row = rows[-1]
         print(
             f"{megabytes} MB: {row['seconds']}, peak RSS {row['peak_rss_mb']:.0f} MB, "
             f"runner's peak after each step {row['runner_peak_mb_after']}",
             flush=True,
         )
+        if "crc" in row:
+            crc, steps_s = row["crc"], sum(row["seconds"].values())
+            print(
+                f"{megabytes} MB: TFRecord checksums ({crc['fn']}): {crc['calls']:,} calls, "
+                f"{crc['bytes'] / 1e6:.0f} MB, {crc['seconds']:.2f} s = {100 * crc['seconds'] / steps_s:.1f}% "
+                f"of the three steps' {steps_s:.1f} s",
+                flush=True,
+            )
     print(f"\n{args.mode}, {os.cpu_count()} cores")
     header = ("train MB", "lines kept", "TextExampleGen s", "VocabGen s", "Tokenize s", "peak RSS MB", "tree MB")
     print("".join(f"{h:>{w}}" for h, w in zip(header, (9, 12, 18, 12, 12, 13, 9))))
