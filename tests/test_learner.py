@@ -99,3 +99,10 @@ def test_memory_grows_with_substrings_not_words_squared():
     lengths = np.array([len(w) for w, _ in counts])
     assert pairs == int((lengths * (lengths + 1) // 2).sum())
     assert trie.num_nodes <= pairs + 2
+
+
+def test_identical_with_an_empty_word():
+    """keras_nlp counts an empty word for a word of default-ignorable characters only
+    (U+3164 alone): it has nothing to learn from, but it counts for the search bounds."""
+    counts = random_counts(4, 200) + [("", 7)]
+    assert learner.learn(counts, 100, RESERVED) == reference_learn(counts, 100)

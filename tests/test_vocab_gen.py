@@ -20,6 +20,7 @@ from pipeline.corpus import EMBEDDED_CORPUS_DIR
 from tests.conftest import TINY_CORPUS, read_long_lines, register_champion, write_examples
 
 RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
+AWKWARD_CORPUS = os.path.join(os.path.dirname(__file__), "data", "awkward_corpus.txt")
 
 
 def keras_nlp_vocabulary(lines, size):
@@ -38,6 +39,7 @@ def keras_nlp_vocabulary(lines, size):
         (os.path.join(TINY_CORPUS, "train.txt"), 5000),  # the learner stops short of 5000
         (os.path.join(TINY_CORPUS, "train.txt"), 300),  # truncation at the requested size
         (os.path.join(EMBEDDED_CORPUS_DIR, "valid.txt"), 5000),  # 338 real paragraphs
+        (AWKWARD_CORPUS, 400),  # CJK, accents, controls, long words (tests/test_pretokenizer.py)
     ],
 )
 def test_vocabulary_identical_to_keras_nlp(path, size):
@@ -134,3 +136,9 @@ def test_beam_job_without_words_fails_with_a_message():
     with pytest.raises(Exception, match="zero words: the train split has no text"):
         with test_pipeline.TestPipeline() as p:
             _ = p | beam.Create([b"", b"   "]) | ComputeVocabulary(300, True, RESERVED)
+
+
+def test_beam_job_on_text_that_is_not_utf8_fails_with_a_message():
+    with pytest.raises(Exception, match="not UTF-8"):
+        with test_pipeline.TestPipeline() as p:
+            _ = p | beam.Create([b"caf\xe9 au lait"]) | ComputeVocabulary(300, True, RESERVED)

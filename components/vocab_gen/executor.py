@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 from tfx import types
@@ -23,11 +23,10 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components.data.artifact_types import Vocabulary, read_vocabulary
-from components.data.formats import example_text
-from components.serving import model_bundle
-from components.tracking.champion import NO_CHAMPION, VERSION_PROPERTY, Champion, current_champion
-from components.tracking.mlflow_runs import tracking_from_environment
-from components.vocab_gen.wordpiece import ComputeVocabulary
+from components.vocab_gen.wordpiece import ComputeVocabulary, example_text
+
+if TYPE_CHECKING:
+    from components.tracking.champion import Champion
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +61,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         vocabulary = artifact_utils.get_single_instance(output_dict[VOCABULARY_KEY])
         vocab_path = os.path.join(vocabulary.uri, Vocabulary.FILE_NAME)
         if exec_properties.get(SOURCE_KEY) == "champion":
+            # Imported here: MLflow and Keras take ~8 s to import, and a run that learns
+            # (a process of its own under Kubeflow) needs neither.
+            from components.tracking.champion import NO_CHAMPION, VERSION_PROPERTY, current_champion
+            from components.tracking.mlflow_runs import tracking_from_environment
+
             with current_champion(tracking_from_environment()["tracking_uri"]) as champion:
                 vocabulary.set_string_custom_property(VERSION_PROPERTY, champion.version if champion else NO_CHAMPION)
                 kept, why = _champion_vocabulary(champion, exec_properties) if champion else (None, "no champion yet")
@@ -101,6 +105,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
 def _champion_vocabulary(champion: Champion, exec_properties: Dict[str, Any]) -> Tuple[Optional[str], str]:
     """(the champion's vocab.txt, "") when it was learned with these settings, else (None, why not)."""
+    from components.serving import model_bundle
+
     bundle = champion.bundle_dir
     manifest = model_bundle.read_manifest(bundle)
     settings = {

@@ -9,8 +9,8 @@ the same thing with NumPy:
 - Every substring the learner can ever count is a node of one trie of word suffixes,
   built once, level by level (a node is a parent node plus one character; a suffix that
   starts inside a word hangs under the `##` root). Node ids are exact: no hashing.
-- Counting the substrings of an iteration is one `np.bincount` over (position, length)
-  pairs; the learner's "subtract each kept token's count from its prefixes" pass is a
+- Counting the substrings of an iteration is one `np.bincount` over all (position,
+  length) pairs, every level at once; the learner's "subtract each kept token's count from its prefixes" pass is a
   bottom-up sum over the trie; greedy longest-match segmentation is a vectorised walk.
 - Iteration 0 counts every substring whatever the threshold, so it runs once and all
   probes of the binary search share it.
@@ -25,13 +25,35 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import importlib.util
+import os
+from types import ModuleType
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-# tensorflow_text's pure-Python helpers for the cheap parts: word filters, the alphabet
-# and the final ordering. Importing them loads NumPy only, not TensorFlow.
-from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as reference
+
+def _tensorflow_text_learner_lib() -> ModuleType:
+    """tensorflow_text's pure-Python learner module (NumPy only), loaded from its file.
+
+    Importing it by name runs `tensorflow_text/__init__`, which imports TensorFlow: 5-15 s
+    on every Beam worker process that unpickles a function of this module.
+    """
+    package = importlib.util.find_spec("tensorflow_text")  # finds it without importing it
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("VocabGen's learner needs the tensorflow-text package (its WordPiece learner).")
+    folder = os.path.join(package.submodule_search_locations[0], "tools", "wordpiece_vocab")
+    spec = importlib.util.spec_from_file_location(
+        "tensorflow_text_wordpiece_learner_lib", os.path.join(folder, "wordpiece_tokenizer_learner_lib.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# tensorflow_text's helpers for the cheap parts: word filters, the alphabet and the final
+# ordering.
+reference = _tensorflow_text_learner_lib()
 
 JOINER = "##"
 # tensorflow_text's defaults, which keras_nlp uses.
@@ -55,8 +77,8 @@ class SubstringTrie:
     the node of word[p : p + k]: `level_positions[k - 1]` and `level_nodes[k - 1]`.
     """
 
-    level_positions: List[np.ndarray]
-    level_nodes: List[np.ndarray]
+    level_positions: List[np.ndarray]  # views into entry_positions
+    level_nodes: List[np.ndarray]  # views into entry_nodes
     level_bounds: List[Tuple[int, int]]  # node ids of level k: [lo, hi)
     parent: np.ndarray  # node -> the node one character shorter (a root at level 1)
     first_position: np.ndarray  # node -> a position where it occurs, to spell it out
@@ -65,7 +87,9 @@ class SubstringTrie:
     chars: np.ndarray  # the characters, as code points
     word_start: np.ndarray  # word -> its first position
     word_end: np.ndarray  # word -> one past its last position
-    position_weight: np.ndarray  # position -> the count of the word it lies in
+    entry_positions: np.ndarray  # every level's positions, laid end to end
+    entry_nodes: np.ndarray  # the node of each entry
+    entry_weight: np.ndarray  # the count of the word each entry lies in (float64, for bincount)
     text: str  # the words laid end to end
 
     @property
@@ -110,6 +134,10 @@ def build_trie(words: Sequence[str], counts: Sequence[int]) -> SubstringTrie:
         longer = left[positions] > k
         positions, nodes, k = positions[longer], nodes[longer], k + 1
     parent, level = np.concatenate(parents), np.concatenate(levels)
+    entry_positions, entry_nodes = np.concatenate(level_positions), np.concatenate(level_nodes)
+    ends = np.cumsum([len(p) for p in level_positions])
+    level_positions = [entry_positions[end - len(p) : end] for p, end in zip(level_positions, ends)]
+    level_nodes = [entry_nodes[end - len(n) : end] for n, end in zip(level_nodes, ends)]
     inside = np.zeros(len(parent), dtype=bool)
     inside[INSIDE_ROOT] = True
     for lo, hi in level_bounds:  # a node starts where its parent starts
@@ -125,7 +153,9 @@ def build_trie(words: Sequence[str], counts: Sequence[int]) -> SubstringTrie:
         chars=chars,
         word_start=word_start,
         word_end=word_end,
-        position_weight=position_weight,
+        entry_positions=entry_positions,
+        entry_nodes=entry_nodes,
+        entry_weight=position_weight[entry_positions].astype(np.float64),
         text=text,
     )
 
@@ -136,18 +166,13 @@ def count_substrings(trie: SubstringTrie, starts: Optional[np.ndarray]) -> np.nd
     `starts` is a boolean mask over positions (None: every position, iteration 0): the
     learner counts word[s:e] for every allowed start s and every end e in the word.
     """
-    total = np.zeros(trie.num_nodes, dtype=np.int64)
-    for positions, nodes, (lo, hi) in zip(trie.level_positions, trie.level_nodes, trie.level_bounds):
-        if starts is not None:
-            keep = starts[positions]
-            positions, nodes = positions[keep], nodes[keep]
-        total[lo:hi] = _sum_by(nodes - lo, trie.position_weight[positions], hi - lo)
-    return total
+    weights = trie.entry_weight if starts is None else trie.entry_weight * starts[trie.entry_positions]
+    return _sum_by(trie.entry_nodes, weights, trie.num_nodes)
 
 
 def _sum_by(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     """int64 sums of `values` grouped by `index` in [0, size): a bincount, exact below 2**53."""
-    return np.rint(np.bincount(index, values.astype(np.float64), minlength=size)).astype(np.int64)
+    return np.rint(np.bincount(index, values.astype(np.float64, copy=False), minlength=size)).astype(np.int64)
 
 
 def subtract_longer_tokens(trie: SubstringTrie, counts: np.ndarray) -> np.ndarray:
@@ -264,7 +289,9 @@ def learn(
     """
     word_counts = list(word_counts)
     lower, upper = bounds if bounds is not None else search_bounds(c for _, c in word_counts)
-    filtered = learner_input(word_counts, reserved_tokens)
+    # An empty word (keras_nlp's for a word of default-ignorable characters) has no
+    # substring to count; it still took its place in the input cut.
+    filtered = [(word, count) for word, count in learner_input(word_counts, reserved_tokens) if word]
     learner = _Learner([w for w, _ in filtered], [c for _, c in filtered], reserved_tokens)
     slack = max(SLACK_RATIO * vocab_size, 0)
     while True:  # learn_binary_search, as a loop
