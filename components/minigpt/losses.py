@@ -130,17 +130,19 @@ class TokenCrossEntropy(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="minigpt")
 class Perplexity(keras_hub.metrics.Perplexity):
-    """keras_hub's `Perplexity` (the reference's metric), its cross-entropy from logits
-    computed by `TokenCrossEntropy`. In a compiled step TensorFlow then computes one
-    softmax for the loss and the metric together (its graph optimizer merges the two).
-    The metric's own mask, labels that are not [PAD], lies within `counted_positions`
-    (the [PAD]s end a row), so the loss's weights do not change it.
+    """The reference's metric, keras_hub 0.25's `Perplexity` (the version the reference
+    runs on), its cross-entropy from logits computed by `TokenCrossEntropy`. In a compiled
+    step TensorFlow then computes one softmax for the loss and the metric together (its
+    graph optimizer merges the two). The metric's own mask, labels that are not [PAD],
+    lies within `counted_positions` (the [PAD]s end a row), so the loss's weights do not
+    change it.
 
-    With a `sample_weight` (one per row, or per position), a batch's mean cross-entropy
-    counts as many times as the batch has rows of nonzero weight: keras_hub counts every
-    row, so the rows `sequences.padded_batch` adds (weight 0) would weigh a padded last
-    batch as a full one in the epoch's perplexity. keras_hub also takes its weights only
-    one per position."""
+    Its definition is written out here rather than inherited, because keras_hub changed
+    it: each batch's mean cross-entropy over its counted tokens, averaged over batches by
+    their rows (keras_hub 0.25); keras_hub 0.32, which the GPU machine runs, averages over
+    all tokens instead. A `sample_weight` (one per row, or per position) weighs the
+    tokens, and a batch counts as many rows as have a nonzero weight: the rows
+    `sequences.padded_batch` adds (weight 0) leave the epoch's perplexity unchanged."""
 
     def __init__(self, from_logits=False, **kwargs):
         super().__init__(from_logits=from_logits, **kwargs)
@@ -148,15 +150,15 @@ class Perplexity(keras_hub.metrics.Perplexity):
             self._crossentropy = TokenCrossEntropy(reduction="sum")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is None:
-            super().update_state(y_true, y_pred)
-            return
         y_true, y_pred = keras.ops.cast(y_true, self.dtype), keras.ops.cast(y_pred, self.dtype)
-        weight = per_position(sample_weight, y_true)
+        if sample_weight is None:
+            weight = keras.ops.ones_like(y_true)
+            rows = keras.ops.cast(keras.ops.shape(y_true)[0], self.dtype)
+        else:
+            weight = keras.ops.broadcast_to(per_position(sample_weight, y_true), keras.ops.shape(y_true))
+            rows = weighted_rows(sample_weight)
         if self.mask_token_id is not None:
             weight = weight * keras.ops.cast(keras.ops.not_equal(y_true, self.mask_token_id), self.dtype)
-        weight = keras.ops.broadcast_to(weight, keras.ops.shape(y_true))
         crossentropy = keras.ops.cast(self._crossentropy(y_true, y_pred, sample_weight=weight), self.dtype)
-        rows = weighted_rows(sample_weight)
         self._aggregate_crossentropy.assign_add(rows * crossentropy / keras.ops.sum(weight))
         self._number_of_samples.assign_add(rows)

@@ -101,13 +101,14 @@ def compile_model(
     optimizer = keras.optimizers.Adam(learning_rate)
     if any(layer.compute_dtype == "float16" for layer in model.layers):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    # Ours is weighted: Keras hands `metrics` no sample weights, and the perplexity must
+    # leave out the rows a padded batch adds (`sequences.padded_batch`); the same name and
+    # value where there are no weights. keras_hub's takes no row weights: it stays unweighted.
+    perplexity = {"metrics" if reference_loss else "weighted_metrics": [metric(from_logits=True, mask_token_id=PAD_ID)]}
     model.compile(
         optimizer=optimizer,
         loss=loss,
-        # Weighted: Keras hands `metrics` no sample weights, and the perplexity must leave
-        # out the rows a padded batch adds (`sequences.padded_batch`). Same name, same value
-        # where there are no weights.
-        weighted_metrics=[metric(from_logits=True, mask_token_id=PAD_ID)],
+        **perplexity,
         jit_compile="auto" if jit_compile is None else jit_compile,
         steps_per_execution=steps_per_execution,
     )

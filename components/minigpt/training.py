@@ -7,6 +7,7 @@ machine. The figures behind the "auto" choices are in BENCHMARKS.md
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
@@ -193,7 +194,9 @@ def count_real_rows(model: "keras.Model") -> None:
     rows of its input (`_update_metrics_variables` of Keras 3.12's JAX trainer, which
     this replaces on `model` with the same update but that weight): the rows weighted 0
     that `sequences.padded_batch` adds would weigh a padded last batch as a full one.
-    Without sample weights the weight is the rows of the input, as Keras has it.
+    Without sample weights the weight is the rows of the input, as Keras has it. The
+    replacement lives on this model object: a model loaded from a file has Keras' own, so
+    call this again before evaluating a loaded model on padded batches.
     """
     import keras  # pylint: disable=import-outside-toplevel
 
@@ -201,6 +204,14 @@ def count_real_rows(model: "keras.Model") -> None:
 
     if keras.backend.backend() != "jax":
         return
+    replaced = getattr(type(model), "_update_metrics_variables", None)
+    expected = ["metrics_variables", "unscaled_loss", "x", "y", "y_pred", "sample_weight"]
+    if replaced is None or list(inspect.signature(replaced).parameters)[1:] != expected:
+        raise RuntimeError(
+            f"Keras {keras.__version__}'s JAX trainer has no _update_metrics_variables{tuple(expected)} to "
+            "replace: the loss logged for padded batches would count their [PAD] rows. Pin the Keras this "
+            "code was tested with (requirements/constraints.txt) or update count_real_rows."
+        )
 
     def update_metrics_variables(metrics_variables, unscaled_loss, x, y, y_pred, sample_weight):
         variables = model.metrics_variables

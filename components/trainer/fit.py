@@ -244,7 +244,7 @@ def fit_across_processes(
         logs = trainer.train_epoch(*train_data, batches)
         trainer.write_back()
         if role.is_chief:
-            eval_batches = RowBatches(*eval_data, batch_size, pad=True)  # JAX: one shape, one compile
+            eval_batches = RowBatches(*eval_data, batch_size, pad=pads_partial_batches())  # one shape on JAX
             validation = model.evaluate(eval_batches, return_dict=True, verbose=0)
             logs.update({f"val_{name}": float(value) for name, value in validation.items()})
         logger.info(
