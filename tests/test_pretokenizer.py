@@ -13,6 +13,7 @@ by `benchmarks/vocab.py` (its `identical_word_counts`).
 
 import collections
 import os
+import random
 import sys
 
 import pytest
@@ -71,6 +72,28 @@ def test_every_code_point_between_letters():
 def test_a_line_ends_at_its_first_nul():
     lines = ["ab\0cd ef", "\0ab", "ab \0"]
     assert our_words(lines) == keras_words(lines) == [["ab"], [], ["ab"]]
+    # What follows the NUL is not read, so it need not be UTF-8 (keras_nlp reads past it neither).
+    assert pretokenizer.count_words([b"ok\0\xff\xfe garbage"], lowercase=True) == {"ok": 1}
+
+
+# Characters whose order and neighbours change how a word folds: combining marks of every
+# class (U+0345, the iota subscript, among them), default ignorables, jamo, Greek with
+# iota subscripts, compatibility characters, Latin with composed and decomposed accents.
+TRICKY = [chr(c) for c in range(0x300, 0x370)] + list(
+    "\u0345\u037a\u0327\u05b0\u0e48\u3099\u309a\u0f71\u0f72\u00ad\u034f\u200b\u200d\ufe0f\u3164\u1160"
+    "\u1100\u1161\u11a8\u3131\uac00αΑωΩιΙσΣς\u1f80\u1fb3\u1fbc\u0390\u1e9e\u0130\u0131\u212a\u00df"
+    "\ufb01\u0149\u01f0\u2460\u3392\u00bd\u00b2\u00a0\u2026\uff0e\u00a8\u1fed\u0385\u0344\u0f77"
+    "\u0958\ufb1d\u1e9b\u017faAeEsSkK\u00e9\u00c5\u212b\u01c4\u01c5\u0132 ,.'\u4e00\uff76\uff9e"
+)
+
+
+def test_random_sequences_of_tricky_characters_fold_as_keras_nlp():
+    """Seeded random words of marks, ignorables and compatibility characters in any order:
+    ICU folds each character and then composes, which order-sensitive cases (a mark
+    before U+0345) tell apart from normalizing first."""
+    rng = random.Random(0)
+    lines = ["".join(rng.choice(TRICKY) for _ in range(rng.randint(1, 12))) for _ in range(20000)]
+    assert our_words(lines) == keras_words(lines)
 
 
 def test_counts_fold_distinct_words_once_and_sum_them():

@@ -142,3 +142,16 @@ def test_beam_job_on_text_that_is_not_utf8_fails_with_a_message():
     with pytest.raises(Exception, match="not UTF-8"):
         with test_pipeline.TestPipeline() as p:
             _ = p | beam.Create([b"caf\xe9 au lait"]) | ComputeVocabulary(300, True, RESERVED)
+
+
+def test_a_worker_hands_on_its_counts_past_the_word_limit(monkeypatch):
+    """A bundle's words leave in parts once it holds MAX_WORDS_IN_BUNDLE distinct ones
+    (memory on a big shard); the parts sum to the same vocabulary."""
+    from components.vocab_gen import wordpiece
+
+    monkeypatch.setattr(wordpiece, "MAX_WORDS_IN_BUNDLE", 50)
+    lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
+    expected = keras_nlp_vocabulary(lines, 300)
+    with test_pipeline.TestPipeline() as p:
+        vocab = p | beam.Create(lines) | ComputeVocabulary(300, True, RESERVED)
+        assert_that(vocab, equal_to([expected]))

@@ -107,8 +107,7 @@ def _champion_vocabulary(champion: Champion, exec_properties: Dict[str, Any]) ->
     """(the champion's vocab.txt, "") when it was learned with these settings, else (None, why not)."""
     from components.serving import model_bundle
 
-    bundle = champion.bundle_dir
-    manifest = model_bundle.read_manifest(bundle)
+    manifest = champion.manifest
     settings = {
         "vocab.vocabulary_size": int(exec_properties[VOCABULARY_SIZE_KEY]),
         "vocab.lowercase": bool(exec_properties[LOWERCASE_KEY]),
@@ -117,11 +116,9 @@ def _champion_vocabulary(champion: Champion, exec_properties: Dict[str, Any]) ->
     champion_settings = {
         "vocab.vocabulary_size": int(manifest.params.get("vocab.vocabulary_size", -1)),
         "vocab.lowercase": manifest.lowercase,
-        "vocab.reserved_tokens": tuple(read_vocabulary(os.path.join(bundle, model_bundle.VOCAB_FILE)))[
-            : len(settings["vocab.reserved_tokens"])
-        ],
+        "vocab.reserved_tokens": tuple(champion.vocabulary[: len(settings["vocab.reserved_tokens"])]),
     }
     changed = [key for key in settings if settings[key] != champion_settings[key]]
     if changed:
         return None, f"the champion's vocabulary was learned with other {', '.join(changed)}"
-    return os.path.join(bundle, model_bundle.VOCAB_FILE), ""
+    return os.path.join(champion.bundle_dir, model_bundle.VOCAB_FILE), ""

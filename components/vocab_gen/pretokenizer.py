@@ -44,6 +44,15 @@ CJK = (
     (0x2F800, 0x2FA1F),
 )
 RE2_WHITESPACE = "\t\n\f\r "
+# The tables below are the differences between this Unicode version's `unicodedata` and
+# tensorflow-text 2.16's RE2 and ICU: another Python would need them found again.
+UNICODE_VERSION = "13.0.0"
+if unicodedata.unidata_version != UNICODE_VERSION:
+    raise ImportError(
+        f"VocabGen's pretokenizer matches keras_nlp's for Python's Unicode {UNICODE_VERSION} tables (Python "
+        f"3.10); this Python has {unicodedata.unidata_version}. Run on Python 3.10 (setup.py's python_requires), "
+        "or re-derive the tables with tests/test_pretokenizer.py."
+    )
 # Where tensorflow_text's tables are newer or older than Python 3.10's Unicode 13.0, found
 # by comparing both on every code point (tests/test_pretokenizer.py): punctuation and
 # format characters RE2 knows from Unicode 14 and 15, and characters new in 13.0 that
@@ -120,17 +129,26 @@ def _word_pattern(limit: int) -> "re.Pattern[str]":
 BMP_LIMIT = 0x10000
 _ASTRAL = re.compile(f"[{re.escape(chr(BMP_LIMIT))}-{re.escape(chr(sys.maxunicode))}]")
 _IGNORABLE = {cp: None for lo, hi in DEFAULT_IGNORABLE for cp in range(lo, hi + 1)}
-_UNFOLDED = re.compile(
-    "([" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in UNFOLDED_BY_ICU) + "])"
-)
+_UNFOLDED = re.compile("[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in UNFOLDED_BY_ICU) + "]")
 
 
 def case_fold(word: str) -> str:
-    """ICU's NFKC_Casefold of `word`, which `tf_text.case_fold_utf8` applies."""
+    """ICU's NFKC_Casefold of `word`, which `tf_text.case_fold_utf8` applies.
+
+    ICU maps each character first and then composes (NFC): normalizing the word first
+    would reorder U+0345 (the iota subscript, combining class 240) among other marks
+    before it is folded to a plain ι (class 0), and give other words for Greek typed
+    out of canonical order.
+    """
     if word.isascii():
         return word.lower()
-    pieces = _UNFOLDED.split(word)  # odd pieces: characters ICU does not know, kept as they are
-    return "".join(piece if i % 2 else _nfkc_casefold(piece) for i, piece in enumerate(pieces))
+    return unicodedata.normalize("NFC", "".join(map(_fold_character, word)))
+
+
+@functools.lru_cache(maxsize=None)
+def _fold_character(char: str) -> str:
+    """One character's NFKC_Casefold mapping; the characters ICU does not know stay."""
+    return char if _UNFOLDED.fullmatch(char) else _nfkc_casefold(char)
 
 
 def _nfkc_casefold(word: str) -> str:
@@ -159,9 +177,10 @@ def pretokenize(line: str, lowercase: bool) -> List[str]:
 
 
 def decode(line: bytes) -> str:
-    """The line as text; keras_nlp too fails on text that is not UTF-8, here with the line."""
+    """The line up to its first NUL (all that tensorflow_text reads) as text; keras_nlp
+    too fails on text that is not UTF-8, here with the line."""
     try:
-        return line.decode("utf-8")
+        return line.partition(b"\0")[0].decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"Cannot learn a vocabulary from text that is not UTF-8 ({error}): {line[:80]!r}") from None
 
@@ -179,6 +198,11 @@ class WordCounter:
 
     def add(self, line: bytes) -> None:
         self._split.update(split_words(decode(line)))
+
+    @property
+    def distinct_words(self) -> int:
+        """Distinct words counted so far, as split (before folding)."""
+        return len(self._split)
 
     def counts(self) -> collections.Counter:
         if not self._lowercase:

@@ -60,6 +60,11 @@ def learn_vocabulary(
     return learner.learn(counts, vocabulary_size, reserved_tokens)[:vocabulary_size]
 
 
+# Distinct words (as split, before case folding) a worker counts before it hands them on:
+# a bundle can be a whole shard, and a corpus millions of distinct words. ~100 bytes each.
+MAX_WORDS_IN_BUNDLE = 500_000
+
+
 class _CountWordsInBundle(beam.DoFn):
     """Lines -> (word, count in this bundle), emitted when the bundle ends."""
 
@@ -74,7 +79,9 @@ class _CountWordsInBundle(beam.DoFn):
     def process(self, line: bytes) -> Iterable[WordCount]:
         self._counter.add(line)
         self._progress.add()
-        return ()  # the counts leave in finish_bundle
+        if self._counter.distinct_words > MAX_WORDS_IN_BUNDLE:  # bounds a worker's memory
+            yield from self._counter.counts().items()
+            self._counter = pretokenizer.WordCounter(self._lowercase)
 
     def finish_bundle(self) -> Iterable[window.WindowedValue]:
         for word_count in self._counter.counts().items():
