@@ -33,7 +33,6 @@ from components.data_check import checks
 from components.data_check.config import DataChecksConfig
 from components.data_check.drift import load_split_statistics, token_id_divergence
 from components.runtime.errors import InputDataError
-from components.serving.model_bundle import VOCAB_FILE
 from components.tracking.champion import NO_CHAMPION, VERSION_PROPERTY, Champion, current_champion
 from components.tracking.mlflow_runs import tracking_from_environment
 
@@ -158,7 +157,7 @@ def _drift(champion: Champion, input_dict: Dict[str, List[types.Artifact]], thre
         logger.warning("Champion version %s has no recorded statistics: drift not checked.", champion.version)
         return None
     vocabulary = os.path.join(artifact_utils.get_single_uri(input_dict[VOCABULARY_KEY]), Vocabulary.FILE_NAME)
-    if read_vocabulary(os.path.join(champion.bundle_dir, VOCAB_FILE)) != read_vocabulary(vocabulary):
+    if champion.vocabulary != read_vocabulary(vocabulary):
         logger.warning("Champion version %s has another vocabulary: token-id drift not checked.", champion.version)
         return None
     statistics = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])

@@ -70,4 +70,9 @@ def load(serving_model_dir: str) -> Tuple[keras.Model, Manifest, List[str]]:
     """(model, manifest, vocabulary) from a directory written by `export`."""
     manifest = read_manifest(serving_model_dir)
     model = keras.saving.load_model(os.path.join(serving_model_dir, KERAS_MODEL_FILE), compile=False)
-    return model, manifest, read_vocabulary(os.path.join(serving_model_dir, VOCAB_FILE))
+    return model, manifest, read_bundle_vocabulary(serving_model_dir)
+
+
+def read_bundle_vocabulary(serving_model_dir: str) -> List[str]:
+    """The bundle's tokens, in id order."""
+    return read_vocabulary(os.path.join(serving_model_dir, VOCAB_FILE))

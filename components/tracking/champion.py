@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import tempfile
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import yaml
 
@@ -30,6 +31,8 @@ from components.tracking.text_model import BUNDLE_ARTIFACT, CHAMPION_ALIAS, REGI
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from components.serving.model_bundle import Manifest
 
 # The model version tag the Pusher sets: the statistics of the data the model was trained
 # on (a later run's drift baseline).
@@ -47,6 +50,21 @@ class Champion:
     bundle_dir: str
     # Where the statistics of its training data are (None: not recorded).
     statistics_uri: Optional[str]
+
+    # Read once, by whichever check asks first (the bundle's modules import TensorFlow).
+    @functools.cached_property
+    def vocabulary(self) -> List[str]:
+        """The champion's tokens, in id order: the vocabulary its ids mean."""
+        from components.serving import model_bundle  # pylint: disable=import-outside-toplevel
+
+        return model_bundle.read_bundle_vocabulary(self.bundle_dir)
+
+    @functools.cached_property
+    def manifest(self) -> "Manifest":
+        """The champion's manifest: its model sizes and the settings it was trained with."""
+        from components.serving import model_bundle  # pylint: disable=import-outside-toplevel
+
+        return model_bundle.read_manifest(self.bundle_dir)
 
 
 def champion_version(client: "MlflowClient") -> Optional[str]:

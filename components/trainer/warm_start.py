@@ -15,7 +15,6 @@ from typing import List, Optional
 
 import keras
 
-from components.data.artifact_types import read_vocabulary
 from components.minigpt.model import GPTConfig
 from components.serving import model_bundle
 from components.tracking.champion import Champion
@@ -40,9 +39,8 @@ def load_champion_weights(
     vocabulary and sizes are this model's."""
     if champion is None:
         return WarmStart(None, "no champion yet: trained from scratch")
-    champion_dir = champion.bundle_dir
-    manifest = model_bundle.read_manifest(champion_dir)
-    if read_vocabulary(os.path.join(champion_dir, model_bundle.VOCAB_FILE)) != vocab:
+    manifest = champion.manifest
+    if champion.vocabulary != vocab:
         return WarmStart(None, "the champion's vocabulary differs from this run's: trained from scratch")
     if manifest.model != gpt:
         changed = [
@@ -51,7 +49,7 @@ def load_champion_weights(
             if getattr(manifest.model, f.name) != getattr(gpt, f.name)
         ]
         return WarmStart(None, f"the champion's sizes differ ({', '.join(changed)}): trained from scratch")
-    weights = keras.saving.load_model(os.path.join(champion_dir, model_bundle.KERAS_MODEL_FILE), compile=False)
+    weights = keras.saving.load_model(os.path.join(champion.bundle_dir, model_bundle.KERAS_MODEL_FILE), compile=False)
     model.set_weights(weights.get_weights())
     name = f"models:/{REGISTERED_MODEL}/{champion.version}"
     return WarmStart(name, f"from the champion's weights ({name})")
