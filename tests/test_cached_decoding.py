@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from components.minigpt.cached_decoding import CachedGenerator
-from components.minigpt.decoding import UncachedGenerator, bos_prompts, make_sampler
+from components.minigpt.decoding import InverseCdfRandomSampler, UncachedGenerator, bos_prompts, make_sampler
 from components.minigpt.model import PAD_ID, GPTConfig, build_model
 from tests.conftest import REPO_ROOT
+from tests.test_top_p import decode_table
 
 CFG = GPTConfig(vocabulary_size=300, seq_len=32, embed_dim=32, ff_dim=32, num_heads=3, num_layers=2)
 BOS = 2
@@ -44,15 +45,19 @@ def test_cached_greedy_gives_exactly_the_reference_tokens(model_kind, batch_size
     np.testing.assert_array_equal(cached, reference)
 
 
-def test_every_step_s_logits_agree_with_the_whole_window():
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_every_step_s_logits_agree_with_the_whole_window(batch_size):
+    """Batch 1 steps run the single-row projections (`_project` with `_row_kernels`)."""
     model = _random_model()
-    ids = np.random.default_rng(1).integers(3, CFG.vocabulary_size, size=(2, 20)).astype("int32")
+    ids = np.random.default_rng(1).integers(3, CFG.vocabulary_size, size=(batch_size, 20)).astype("int32")
     full = keras.ops.convert_to_numpy(model(ids))
     generator = CachedGenerator(model, BOS, 19)
+    row_kernels = generator._row_kernels()
+    assert len(row_kernels) == 6 * CFG.num_layers
     _, cache = generator._build_cache(ids[:, :1])  # a cache as long as the window, seeded with one token
     cache = keras.ops.pad(cache, [(0, 0), (0, 0), (0, 0), (0, 19), (0, 0), (0, 0)])
     for position in range(20):
-        logits, _, cache = generator.call_with_cache(ids[:, position : position + 1], cache, position)
+        logits, _, cache = generator.call_with_cache(ids[:, position : position + 1], cache, position, row_kernels)
         np.testing.assert_allclose(keras.ops.convert_to_numpy(logits)[:, 0], full[:, position], rtol=1e-4, atol=1e-5)
 
 
@@ -109,6 +114,15 @@ def test_prompts_that_leave_nothing_to_generate_or_do_not_fit_are_refused(bad):
         CachedGenerator(_random_model(), BOS, 10).generate_from(make_sampler("greedy", {}, 0), bad)
 
 
+def test_pre_norm_decoders_are_refused():
+    """The cached step computes the reference's post-norm layers; a pre-norm model
+    would decode wrong tokens silently."""
+    model = _random_model()
+    model.get_layer("decoder_0").normalize_first = True
+    with pytest.raises(ValueError, match="post-norm"):
+        CachedGenerator(model, BOS, 10)
+
+
 def test_a_bf16_model_decodes_contrastive_search_at_batch_16():
     """XLA on CPU cannot compile some bf16 dots (contrastive search's similarities failed at
     batch 16 with 80 tokens, the Evaluator's leaderboard): the samplers get float32
@@ -136,8 +150,10 @@ def check_new_weights_take_effect_without_a_retrace() -> None:
     keras.utils.set_random_seed(0)
     model = build_model(cfg)
     generator, greedy = CachedGenerator(model, BOS, 12), make_sampler("greedy", {}, 0)
+    one_row = CachedGenerator(model, BOS, 12)  # batch 1: the single-row projections
     top_k_generator, top_k = CachedGenerator(model, BOS, 12), make_sampler("top_k", {"k": 5}, seed=1)
     old_greedy = generator.generate(greedy, batch_size=2)
+    old_one_row = one_row.generate(greedy, batch_size=1)
     top_k_generator.generate(top_k, batch_size=2)
     state = [keras.ops.convert_to_numpy(v.value) for v in top_k.variables]
     stale_top_k = CachedGenerator(model, BOS, 12).generate(_sampler_at("top_k", {"k": 5}, state), batch_size=2)
@@ -147,6 +163,9 @@ def check_new_weights_take_effect_without_a_retrace() -> None:
     np.testing.assert_array_equal(new_greedy, UncachedGenerator(model, BOS, 12).generate(greedy, batch_size=2))
     assert not np.array_equal(new_greedy, old_greedy), "the two weights give the same tokens: pick other seeds"
     assert generator.traces == 1
+    new_one_row = one_row.generate(greedy, batch_size=1)
+    np.testing.assert_array_equal(new_one_row, UncachedGenerator(model, BOS, 12).generate(greedy, batch_size=1))
+    assert not np.array_equal(new_one_row, old_one_row) and one_row.traces == 1
     new_top_k = top_k_generator.generate(top_k, batch_size=2)
     fresh = CachedGenerator(model, BOS, 12).generate(_sampler_at("top_k", {"k": 5}, state), batch_size=2)
     np.testing.assert_array_equal(new_top_k, fresh)
@@ -164,6 +183,36 @@ def test_new_weights_take_effect_without_a_retrace_on_jax():
     only as constants would keep the first trace's values (Keras picks its backend once
     per process, so this runs in a child process)."""
     check = "from tests.test_cached_decoding import check_new_weights_take_effect_without_a_retrace as c; c()"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def check_random_draws_follow_the_probabilities() -> None:
+    """The inverse-CDF draw, compiled, over 200 tokens (blocks of 64, the last one
+    padded): each token as often as its probability says, tokens of no mass never.
+    Module-level so that the JAX test can run it in a child process."""
+    probabilities = np.zeros(200, "float32")
+    probabilities[[0, 63, 64, 130, 199]] = [0.1, 0.2, 0.3, 0.15, 0.25]  # both sides of block edges
+    logits = np.log(np.maximum(probabilities, 1e-30))[None, None]
+    sampler = make_sampler("random", {}, seed=3)
+    assert isinstance(sampler, InverseCdfRandomSampler)
+    tokens = decode_table(sampler, np.tile(logits, (1, 8000, 1)))
+    frequencies = np.bincount(tokens.ravel(), minlength=200) / tokens.size
+    np.testing.assert_allclose(frequencies, probabilities, atol=0.015)
+    assert set(np.unique(tokens)) == {0, 63, 64, 130, 199}
+    again = decode_table(make_sampler("random", {}, seed=3), np.tile(logits, (1, 8000, 1)))
+    np.testing.assert_array_equal(tokens, again)  # the seed fixes the tokens
+
+
+def test_random_draws_follow_the_probabilities_on_tensorflow():
+    check_random_draws_follow_the_probabilities()
+
+
+def test_random_draws_follow_the_probabilities_on_jax():
+    check = "from tests.test_cached_decoding import check_random_draws_follow_the_probabilities as c; c()"
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run(
         [sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300

@@ -1,7 +1,9 @@
 """The exact top-p sampler: the full sort's tokens from a few candidates, keras_hub's nucleus.
 
-`ExactTopPSampler` with `candidates` >= the vocabulary always sorts every token: that is
-the full-sort sampler every test compares with, same seed, same tokens.
+`ExactTopPSampler` with `candidates` >= the vocabulary runs its fallback every step (the
+sort-free `_crossing`; with `k`, a sort of the top k): the sampler most tests compare
+with, same seed, same tokens. `test_the_fallback_draws_the_full_sort_s_tokens` compares
+that fallback with the full sort.
 """
 
 import os
@@ -151,21 +153,63 @@ def test_candidates_are_the_full_sort_s_first_entries_to_the_bit():
     check_candidates_are_the_full_sort_s_first_entries_to_the_bit()
 
 
-def test_the_full_sort_runs_only_in_steps_where_a_row_needs_it(monkeypatch):
+@pytest.mark.parametrize("count,head", [(5000, 64), (200, 8), (70, 64), (64, 64)])
+def test_the_blocked_cumulative_sums_are_the_sorted_row_s_running_mass(count, head):
+    """`_top` sums in blocks of `head` (the last one padded): still every prefix's mass,
+    for a count that is not a multiple of the block too."""
+    probabilities = keras.ops.convert_to_tensor(np.random.default_rng(count).dirichlet(np.ones(count), size=3))
+    cumulative, indices = top_p._top(keras.ops.cast(probabilities, "float32"), count, head)
+    expected = np.cumsum(-np.sort(-keras.ops.convert_to_numpy(probabilities), axis=-1), axis=-1)
+    assert keras.ops.shape(cumulative) == (3, count) and keras.ops.shape(indices) == (3, count)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(cumulative), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_fallback_runs_only_in_steps_where_a_row_needs_it(monkeypatch):
     """The fallback's tokens poisoned (-1): steps whose rows all fit never show them,
     steps with a row that needs more show them in every row."""
-    full_top = top_p._top
 
-    def poisoned_top(probabilities, count, head):
-        cumulative, indices = full_top(probabilities, count, head)
-        return cumulative, indices * 0 - 1 if count > head else indices
+    def poisoned(probabilities, p, uniform):
+        return keras.ops.cast(uniform[:, 0] * 0 - 1, "int32")
 
-    monkeypatch.setattr(top_p, "_top", poisoned_top)
+    monkeypatch.setattr(top_p, "_nucleus_draw_unsorted", poisoned)
     logits = _logits("peaked", 4, seed=0)
-    logits[::3, 2] = 0.0  # every third step, row 2 is flat: that step needs the full sort
+    logits[::3, 2] = 0.0  # every third step, row 2 is flat: that step needs the fallback
     tokens = decode_table(ExactTopPSampler(p=0.5, seed=5, candidates=CANDIDATES), logits)
     needs_fallback = _needs_more_than(CANDIDATES, logits, 0.5).any(axis=1)
     np.testing.assert_array_equal(tokens == -1, np.broadcast_to(needs_fallback, tokens.shape))
+
+
+def check_the_fallback_draws_the_full_sort_s_tokens() -> None:
+    """The sort-free fallback against the sorted nucleus draw, same uniform numbers,
+    compiled, at the reference's 5,000 tokens (peaked and near-flat rows) and on rows of
+    exact ties (flat, and logits on a coarse grid), p = 0.5 and 0.9."""
+    rng = np.random.default_rng(0)
+    for kind, scale in [("normal", 0.3), ("normal", 4.0), ("flat", 0.0), ("tied", 2.0)]:
+        logits = rng.normal(size=(64, 5000 if kind == "normal" else VOCABULARY)) * scale
+        logits = np.round(logits) if kind == "tied" else logits
+        probabilities = keras.activations.softmax(keras.ops.convert_to_tensor(logits.astype("float32")))
+        uniform = keras.ops.convert_to_tensor(rng.random((64, 1)).astype("float32"))
+        for p in (0.5, 0.9):
+
+            def both(probabilities, uniform, p=p):
+                count = keras.ops.shape(probabilities)[-1]
+                sorted_draw = top_p._nucleus_draw(*top_p._top(probabilities, count, CANDIDATES), p, uniform)
+                return top_p._nucleus_draw_unsorted(probabilities, p, uniform), sorted_draw
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                both = tf.function(both, jit_compile=True)
+            else:
+                import jax
+
+                both = jax.jit(both)
+            unsorted, full_sort = both(probabilities, uniform)
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(unsorted), keras.ops.convert_to_numpy(full_sort))
+
+
+def test_the_fallback_draws_the_full_sort_s_tokens():
+    check_the_fallback_draws_the_full_sort_s_tokens()
 
 
 def test_tokens_follow_the_renormalized_nucleus():
@@ -214,6 +258,7 @@ def test_same_tokens_as_the_full_sort_on_jax():
         "from tests import test_top_p as t\n"
         "for case in t.CASES: t.check_same_tokens_as_the_full_sort(*case)\n"
         "t.check_candidates_are_the_full_sort_s_first_entries_to_the_bit()\n"
+        "t.check_the_fallback_draws_the_full_sort_s_tokens()\n"
         "t.check_cached_decode_gives_the_full_sort_s_tokens()\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}

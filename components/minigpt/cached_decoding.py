@@ -4,7 +4,10 @@ The reference's method (`decoding.UncachedGenerator`) reruns the model on the wh
 window for every new token. Here each decoder layer keeps the keys and values of the
 tokens already seen (keras_hub's `self_attention_cache`, as `GPT2CausalLM.call_with_cache`
 does), so a step runs the model on one token per row. The layers are the trained model's own
-(`model.get_layer`), so there is no second copy of the weights to keep in sync.
+(`model.get_layer`), so there is no second copy of the weights to keep in sync. A step
+calls their sublayers and Keras' attention function itself (`_decoder_step`), updating
+the cache in place, and with one row computes the projections as multiply-and-sums
+(`_project`): same tokens, a batch-1 step about twice as fast (BENCHMARKS.md §5).
 
 The whole decode (prefill, then the sampler's loop) is one function compiled once per
 sampler and input shape and reused: `tf.function(jit_compile=True)` on TensorFlow,
@@ -36,6 +39,8 @@ class CachedGenerator:
     def __init__(self, model: keras.Model, bos_id: int, num_tokens: int):
         self._embedding = model.get_layer("embedding")
         self._decoders = [layer for layer in model.layers if isinstance(layer, keras_hub.layers.TransformerDecoder)]
+        if any(layer.normalize_first for layer in self._decoders):
+            raise ValueError("_decoder_step computes post-norm decoders (the reference's), not pre-norm ones")
         self._logits = model.get_layer(LOGITS_LAYER)
         # keras_hub's attention uses key_dim = embed_dim // num_heads (85 for 256 / 3).
         self._head_dim = self._embedding.embedding_dim // self._decoders[0].num_heads
@@ -49,24 +54,69 @@ class CachedGenerator:
 
     # --- the model, one position at a time -------------------------------------------
 
-    def call_with_cache(self, token_ids, cache, cache_update_index):
-        """(logits, hidden, cache) for `token_ids` (B, T) placed at `cache_update_index`.
+    def call_with_cache(self, token_ids, cache, cache_update_index, row_kernels=None):
+        """(logits, hidden, cache) for `token_ids` (B, T) placed at `cache_update_index`;
+        `row_kernels` (from `_row_kernels`) for a single-row step's projections.
 
         `cache` is (B, layers, 2, max_length, heads, head_dim): every layer's keys and
-        values in one tensor (measured faster than a tuple of per-layer tensors for beam
-        search, which reorders the whole cache at every step; no slower for the others).
+        values in one tensor, which beam search reorders with one gather per step (a
+        tuple of per-layer tensors measured no faster with `_decoder_step`).
         """
         tokens = self._embedding.token_embedding(token_ids)
         x = tokens + self._embedding.position_embedding(tokens, start_index=cache_update_index)
-        caches = []
         for i, layer in enumerate(self._decoders):
-            x, layer_cache = layer(
-                x, self_attention_cache=cache[:, i], self_attention_cache_update_index=cache_update_index
-            )
-            caches.append(layer_cache)
+            x, cache = self._decoder_step(i, layer, x, cache, cache_update_index, row_kernels or {})
         # The samplers get float32: a bf16 model's logits and hidden states would reach
         # XLA CPU dots it cannot compile in bf16 (contrastive search at batch 16 did).
-        return ops.cast(self._logits(x), "float32"), ops.cast(x, "float32"), ops.stack(caches, axis=1)
+        return ops.cast(self._logits(x), "float32"), ops.cast(x, "float32"), cache
+
+    @staticmethod
+    def _decoder_step(i: int, layer, x, cache, index, row_kernels):
+        """`layer` (keras_hub's post-norm `TransformerDecoder`, its own sublayers and
+        attention function) on `x` (B, T, D) at positions `index`..., with its keys and
+        values written into `cache[:, i]` in place.
+
+        keras_hub's layer, given its slice of the cache, stacks its keys and values into
+        a new one that the caller stacks back: copies of the whole cache at every layer
+        and step. Here one in-place update per layer, the same arithmetic (beam-10 at
+        batch 1 on TensorFlow: 447 -> 600 tokens/s, same tokens, BENCHMARKS.md §5).
+        """
+        attention = layer._self_attention_layer
+
+        def project(dense, inputs):
+            return _project(dense, inputs, row_kernels.get(id(dense)))
+
+        keys = project(attention._key_dense, x)
+        values = project(attention._value_dense, x)
+        update = ops.cast(ops.stack([keys, values], axis=1)[:, None], cache.dtype)  # (B, 1, 2, T, H, K)
+        cache = ops.slice_update(cache, [0, i, 0, index, 0, 0], update)
+        # Causal: position index + t attends to the cache's slots up to itself.
+        slots = ops.arange(ops.shape(cache)[3])[None, :] <= index + ops.arange(ops.shape(x)[1])[:, None]
+        attended = ops.dot_product_attention(
+            project(attention._query_dense, x),
+            cache[:, i, 0],
+            cache[:, i, 1],
+            mask=slots[None, None],
+            scale=attention._inverse_sqrt_key_dim,
+        )
+        x = layer._self_attention_layer_norm(x + project(attention._output_dense, attended))
+        hidden = project(layer._feedforward_intermediate_dense, x)
+        return layer._feedforward_layer_norm(x + project(layer._feedforward_output_dense, hidden)), cache
+
+    def _row_kernels(self) -> Dict[int, object]:
+        """Every decoder projection's kernel as (outputs, inputs), by `id` of its layer,
+        for `_project`. Empty (the layers' own dots) for a model computing in another
+        dtype than float32: only float32 was measured and tested that way."""
+        if self._model.compute_dtype != "float32":
+            return {}
+        kernels = {}
+        for layer in self._decoders:
+            attention = layer._self_attention_layer
+            denses = [attention._query_dense, attention._key_dense, attention._value_dense, attention._output_dense]
+            for dense in denses + [layer._feedforward_intermediate_dense, layer._feedforward_output_dense]:
+                inputs = int(np.prod(dense.kernel.shape[: _contracted(dense)]))
+                kernels[id(dense)] = ops.transpose(ops.reshape(dense.kernel, (inputs, -1)))
+        return kernels
 
     def _build_cache(self, token_ids):
         """An empty cache seeded with one forward pass over the whole prompt."""
@@ -80,12 +130,13 @@ class CachedGenerator:
         """The compilable body: prefill, then the sampler's loop from position `index`."""
         self.traces += 1  # Python runs this once per trace, not per call
         hidden, cache = self._build_cache(token_ids)
+        row_kernels = self._row_kernels()  # once per call, outside the loop
 
         def next(prompt, cache, index):
             # The cache index is that of the previous token, the one we feed.
             previous = index - 1
             token = ops.slice(prompt, [0, previous], [ops.shape(prompt)[0], 1])
-            logits, hidden, cache = self.call_with_cache(token, cache, previous)
+            logits, hidden, cache = self.call_with_cache(token, cache, previous, row_kernels)
             return ops.squeeze(logits, axis=1), ops.squeeze(hidden, axis=1), cache
 
         # The sampler ends a row at an end token anywhere it may still write, so positions
@@ -168,3 +219,28 @@ class CachedGenerator:
             raise ValueError(f"every prompt must hold 1 to {self.max_length - 1} tokens, got {index}")
         out = self._compiled_decode(sampler)(token_ids, np.int32(index))
         return pad_after_end(keras.ops.convert_to_numpy(out), lengths)
+
+
+def _contracted(dense) -> int:
+    """How many leading kernel dimensions a `Dense` or `EinsumDense` sums over."""
+    if isinstance(dense, keras.layers.EinsumDense):
+        inputs, kernel = dense.equation.split("->")[0].split(",")
+        return sum(1 for axis in kernel if axis in inputs)
+    return 1
+
+
+def _project(dense, x, transposed=None):
+    """`dense(x)` for `x` (B, T, ...), or, given `transposed` (its kernel as (outputs,
+    inputs), `_row_kernels`) and a single row, the same as one multiply-and-sum.
+
+    XLA compiles a one-row dot as a call into Eigen's matrix multiply, and the twelve
+    small ones cost most of a batch-1 step; the sum it compiles inline (greedy, batch 1:
+    1,506 -> 2,823 tokens/s on TensorFlow, 1,318 -> 2,766 on JAX, same tokens).
+    """
+    if transposed is None or ops.shape(x)[0] * ops.shape(x)[1] != 1:
+        return dense(x)
+    y = ops.sum(ops.reshape(x, (1, 1, -1)) * transposed, axis=-1)  # (1, outputs)
+    y = ops.reshape(y, (1, 1, *dense.kernel.shape[_contracted(dense) :]))
+    if dense.bias is not None:
+        y = y + dense.bias
+    return dense.activation(y)

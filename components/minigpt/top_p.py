@@ -5,21 +5,27 @@ model), the slowest sampler in the cached decode. The nucleus is only the smalle
 top tokens whose mass exceeds p, a few dozen tokens for a trained model at p = 0.5
 (at most 60 of 4,558 measured on the pipeline's trained model). So each step takes the
 top `candidates` tokens; only when some row's candidates hold no more than p of the mass
-does the step sort all tokens, for every row, in an `ops.cond` branch that the compiled
-decode (XLA on TensorFlow, `jax.jit` on JAX) runs only then.
+does the step fall back, for every row, in an `ops.cond` branch that the compiled decode
+(XLA on TensorFlow, `jax.jit` on JAX) runs only then. The fallback sorts nothing
+(`_crossing`: a bisection over the probabilities' values), unless `k` is set, where it
+sorts the top k: XLA's CPU sort of 16 x 5,000 probabilities took 8-13 ms a step, more
+than the rest of the step (random weights, whose nuclei hold about 1,900 tokens).
 
-Both branches draw the token the same way from the same random number: one uniform
+Every branch draws the token the same way from the same random number: one uniform
 per row, mapped through the nucleus's cumulative mass in sorted order (inverse CDF).
-A row whose nucleus fits in the candidates gets the same token from either branch,
-since the candidates are the full sort's first entries (`top_k` puts the lower index
-first among equal probabilities) and their cumulative sums are the same prefix. So
-the number of candidates changes the speed, never the tokens.
+A row whose nucleus fits in the candidates gets the same token from the sorting
+branches, since the candidates are the full sort's first entries (`top_k` puts the
+lower index first among equal probabilities) and their cumulative sums are the same
+prefix. The sort-free fallback finds the same tokens (tested against the full sort,
+ties included) from masses summed in another order: a draw within a rounding error of
+the boundary between two tokens' cumulative masses may give the neighbouring token
+(none did in the tests' draws).
 
 The distribution is keras_hub's: the same nucleus (sorted tokens up to and including
 the first whose cumulative mass exceeds p; all of them if none does), renormalized.
 keras_hub draws with `random.categorical` over all sorted tokens, whose random numbers
 depend on how many tokens it draws over; the inverse-CDF draw does not, which is what
-makes the two branches agree. The same seed thus gives other tokens than keras_hub's
+makes the branches agree. The same seed thus gives other tokens than keras_hub's
 sampler, from the same distribution.
 """
 
@@ -31,11 +37,11 @@ import keras_hub
 from keras import ops, random
 
 # Measured on the pipeline's trained model at p = 0.5: the nucleus held at most 60
-# tokens, 32 candidates sent 65 % of batch-16 steps to the full sort, 64 none.
+# tokens, 32 candidates sent 65 % of batch-16 steps to the fallback, 64 none.
 DEFAULT_CANDIDATES = 64
 
 
-def _first_true(mask, fill: int):
+def first_true(mask, fill: int):
     """Index of each row's first True in `mask` (B, L), `fill` where a row has none.
 
     A min over positions, not `argmax`, whose choice among ties is not guaranteed."""
@@ -43,21 +49,32 @@ def _first_true(mask, fill: int):
     return ops.min(ops.where(mask, positions, fill), axis=-1)
 
 
+def _blocked_cumsum(values, block: int):
+    """Running sums along the last axis of `values` (B, L), in blocks of `block` values,
+    each block's continuing from the blocks before it: the first `block` sums are those
+    of the first `block` values alone, to the bit. Linear in L: XLA on CPU sums a row's
+    every prefix on its own (quadratic: 25 M additions for a 5,000-token row, most of
+    a TensorFlow top-p step before this)."""
+    length = ops.shape(values)[-1]
+    blocks = -(-length // block)
+    padded = ops.pad(values, [(0, 0), (0, blocks * block - length)])
+    within = ops.cumsum(ops.reshape(padded, (-1, blocks, block)), axis=-1)  # (B, blocks, block)
+    totals = within[:, :, -1]
+    before = ops.cumsum(totals, axis=-1) - totals  # the blocks before each; 0 for the first
+    return ops.reshape(within + before[:, :, None], (-1, blocks * block))[:, :length]
+
+
 def _top(probabilities, count: int, head: int):
     """The `count` most probable tokens of each row: their cumulative mass in descending
     order of probability, and their ids, both (B, count).
 
-    The first `head` (<= count) cumulative sums are summed over those `head` values alone,
-    the rest continue from them: XLA's cumsum rounds a long row's prefix differently
-    from the same values summed alone (measured on TensorFlow), and the candidates' sums
-    must equal the full sort's to the bit.
+    Summed in blocks of `head` (<= count): the first `head` sums are those of the
+    candidates alone, to the bit (XLA's cumsum rounds a long row's prefix differently
+    from the same values summed alone, measured on TensorFlow), as the candidates' sums
+    must equal the full sort's.
     """
     values, indices = ops.top_k(probabilities, k=count, sorted=True)
-    cumulative = ops.cumsum(values[:, :head], axis=-1)
-    if count > head:
-        rest = ops.cumsum(values[:, head:], axis=-1) + cumulative[:, -1:]
-        cumulative = ops.concatenate([cumulative, rest], axis=-1)
-    return cumulative, indices
+    return _blocked_cumsum(values, head), indices
 
 
 def _nucleus_draw(cumulative, sorted_indices, p: float, uniform):
@@ -69,10 +86,58 @@ def _nucleus_draw(cumulative, sorted_indices, p: float, uniform):
     exceeds `uniform` times the nucleus's mass.
     """
     length = ops.shape(cumulative)[-1]
-    last = ops.minimum(_first_true(cumulative > p, length), length - 1)[:, None]
+    last = ops.minimum(first_true(cumulative > p, length), length - 1)[:, None]
     target = uniform * ops.take_along_axis(cumulative, last, axis=-1)
-    chosen = ops.minimum(_first_true(cumulative > target, length)[:, None], last)
+    chosen = ops.minimum(first_true(cumulative > target, length)[:, None], last)
     return ops.squeeze(ops.take_along_axis(sorted_indices, chosen, axis=-1), axis=-1)
+
+
+def _crossing(probabilities, bits, target):
+    """Per row, the token at which the running mass in descending order of probability
+    (lower id first among equal ones) first exceeds `target` (B, 1), and that running
+    mass (B, 1), without sorting.
+
+    A bisection over `bits` (the probabilities' float32 bit patterns, in the same order
+    as the values since none is negative) finds that token's probability v: the largest
+    with more than `target` in the tokens of at least v. The tokens above v come first;
+    the c-th token of probability v (in id order) brings the running mass to their mass
+    plus c times v. The mass is summed over the row, not in sorted order: it may differ
+    from a sorted running sum in the last bit.
+    """
+
+    def mass_from(threshold):
+        return ops.sum(ops.where(bits >= threshold, probabilities, 0.0), axis=-1, keepdims=True)
+
+    def halve(_, bounds):
+        low, high = bounds  # mass_from(low) > target >= mass_from(high)
+        middle = low + (high - low) // 2
+        exceeds = mass_from(middle) > target
+        return ops.where(exceeds, middle, low), ops.where(exceeds, high, middle)
+
+    high = ops.max(bits, axis=-1, keepdims=True) + 1
+    low, _ = ops.fori_loop(0, 31, halve, (ops.zeros_like(high), high))  # 2**31 > any float32's bits
+    value = ops.view(low, "float32")  # (B, 1)
+    ties = ops.cast(bits == low, "float32")
+    running = mass_from(low + 1) + _blocked_cumsum(ties, DEFAULT_CANDIDATES) * value
+    length = ops.shape(bits)[-1]
+    token = first_true((running > target) & (ties > 0), length)
+    last_tie = length - 1 - first_true(ops.flip(ties > 0, axis=-1), length)  # if rounding finds none
+    token = ops.where(token == length, last_tie, token)
+    return token, ops.take_along_axis(running, token[:, None], axis=-1)
+
+
+def _nucleus_draw_unsorted(probabilities, p: float, uniform):
+    """`_nucleus_draw` over every token of each row, by `_crossing` instead of a sort:
+    the nucleus ends at the crossing of p (all tokens if their mass does not exceed p),
+    the token drawn is the crossing of `uniform` (B, 1) times the nucleus's mass."""
+    bits = ops.view(probabilities, "int32")
+    total = ops.sum(probabilities, axis=-1, keepdims=True)
+    everything = total <= p
+    last, mass = _crossing(probabilities, bits, ops.where(everything, 0.0, p))
+    mass = ops.where(everything, total, mass)
+    token, through = _crossing(probabilities, bits, uniform * mass)
+    # Never past the nucleus, whatever the rounding.
+    return ops.where(ops.squeeze((through > mass) & ~everything, axis=-1), last, token)
 
 
 class ExactTopPSampler(keras_hub.samplers.TopPSampler):
@@ -83,8 +148,9 @@ class ExactTopPSampler(keras_hub.samplers.TopPSampler):
       p: the nucleus's mass, in (0, 1].
       k: as keras_hub's: only the top `k` tokens may be drawn (None: any token).
       seed: the random seed.
-      candidates: tokens sorted every step; more only for steps where a row's nucleus
-        does not fit in them. Changes the speed, never the tokens.
+      candidates: tokens sorted every step; the fallback only for steps where a row's
+        nucleus does not fit in them. Changes the speed, not the tokens (but for
+        rounding, see the module's docstring).
     """
 
     def __init__(
@@ -99,7 +165,7 @@ class ExactTopPSampler(keras_hub.samplers.TopPSampler):
         self.candidates = candidates
 
     def get_next_token(self, probabilities):
-        """Token ids (B,) for `probabilities` (B, V): the full sort only in a step where
+        """Token ids (B,) for `probabilities` (B, V): the fallback only in a step where
         some row's nucleus outgrows the candidates (`ops.cond`: a branch, not both)."""
         vocabulary = ops.shape(probabilities)[-1]
         limit = vocabulary if self.k is None else min(self.k, vocabulary)
@@ -107,18 +173,20 @@ class ExactTopPSampler(keras_hub.samplers.TopPSampler):
         # Drawn before the branch: both map the same number to a token.
         uniform = random.uniform((ops.shape(probabilities)[0], 1), seed=self.seed_generator)
 
-        def draw_from_top(count: int):
-            return _nucleus_draw(*_top(probabilities, count, head), self.p, uniform)
+        def fallback():
+            if self.k is None:
+                return _nucleus_draw_unsorted(probabilities, self.p, uniform)
+            return _nucleus_draw(*_top(probabilities, limit, head), self.p, uniform)
 
         if head == limit:
-            return draw_from_top(limit)
+            return fallback()
         cumulative, indices = _top(probabilities, head, head)
         # A row's nucleus fits in its candidates once their mass exceeds p.
         fits = ops.any(cumulative > self.p, axis=-1)
         return ops.cond(
             ops.all(fits),
             lambda: _nucleus_draw(cumulative, indices, self.p, uniform),
-            lambda: draw_from_top(limit),
+            fallback,
         )
 
     def get_config(self) -> Dict[str, Any]:
