@@ -218,3 +218,28 @@ def test_random_draws_follow_the_probabilities_on_jax():
         [sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_a_bf16_model_decodes_at_batch_1():
+    """Mixed precision sets the layers' dtype policies, not the model's: the batch-1
+    multiply-and-sum projections, float32 only, must not be handed its bf16 layers (the
+    Trainer's per-epoch sample, at batch 1, failed on a bf16 model)."""
+    model = build_model(GPTConfig(vocabulary_size=500), dtype="mixed_bfloat16")
+    ids = CachedGenerator(model, BOS, 12).generate(make_sampler("top_k", {"k": 10}, 0), 1)
+    assert ids.shape == (1, 13)
+
+
+def test_a_decode_traced_for_any_batch_size_gives_the_same_tokens():
+    """The serving signature traces the decode for any number of prompts (batch None):
+    the batch-1 projections must be chosen from static shapes only (a symbolic one stopped
+    the Trainer's export)."""
+    import tensorflow as tf
+
+    generator = CachedGenerator(_random_model(), BOS, 8)
+    sampler = make_sampler("greedy", {}, 0)
+    decode = tf.function(
+        lambda ids: generator._decode(sampler, ids, 1), input_signature=[tf.TensorSpec([None, 9], tf.int32)]
+    )
+    prompts = np.full((1, 9), PAD_ID, "int32")
+    prompts[:, 0] = BOS
+    np.testing.assert_array_equal(decode(prompts).numpy(), generator.generate(sampler, 1))

@@ -266,3 +266,22 @@ def test_same_tokens_as_the_full_sort_on_jax():
         [sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_p_1_with_the_largest_uniform_draws_a_token_of_the_row():
+    """At p = 1 every step takes the fallback. A uniform just below 1 times a crossing mass
+    summed in another order than the row's total may reach that total, where no token
+    crosses: the draw was -1 in some rows before the mass was capped at the total."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    draw = tf.function(lambda pr, u: top_p._nucleus_draw_unsorted(pr, 1.0, u), jit_compile=True)
+    for scale in (0.0, 0.3, 1.0, 3.0):
+        logits = (rng.normal(size=(64 * 15, 5000)) * scale).astype("float32")
+        probabilities = keras.activations.softmax(keras.ops.convert_to_tensor(logits))
+        for k in (1, 2, 4, 16):
+            uniform = np.full((64 * 15, 1), 1 - k * 2**-24, "float32")
+            tokens = keras.ops.convert_to_numpy(draw(probabilities, uniform))
+            assert (tokens >= 0).all() and (tokens < 5000).all(), (scale, k)
+            picked = keras.ops.convert_to_numpy(probabilities)[np.arange(len(tokens)), tokens]
+            assert (picked > 0).all(), (scale, k)

@@ -106,16 +106,23 @@ class CachedGenerator:
     def _row_kernels(self) -> Dict[int, object]:
         """Every decoder projection's kernel as (outputs, inputs), by `id` of its layer,
         for `_project`. Empty (the layers' own dots) for a model computing in another
-        dtype than float32: only float32 was measured and tested that way."""
-        if self._model.compute_dtype != "float32":
-            return {}
-        kernels = {}
+        dtype than float32 (layer by layer: mixed precision sets the layers' policies, not
+        the model's) or quantized: only plain float32 kernels were measured and tested."""
+        denses = []
         for layer in self._decoders:
             attention = layer._self_attention_layer
-            denses = [attention._query_dense, attention._key_dense, attention._value_dense, attention._output_dense]
-            for dense in denses + [layer._feedforward_intermediate_dense, layer._feedforward_output_dense]:
-                inputs = int(np.prod(dense.kernel.shape[: _contracted(dense)]))
-                kernels[id(dense)] = ops.transpose(ops.reshape(dense.kernel, (inputs, -1)))
+            denses += [attention._query_dense, attention._key_dense, attention._value_dense, attention._output_dense]
+            denses += [layer._feedforward_intermediate_dense, layer._feedforward_output_dense]
+        plain = all(
+            d.compute_dtype == d.variable_dtype == "float32" and getattr(d, "quantization_mode", None) is None
+            for d in denses
+        )
+        if not plain:
+            return {}
+        kernels = {}
+        for dense in denses:
+            inputs = int(np.prod(dense.kernel.shape[: _contracted(dense)]))
+            kernels[id(dense)] = ops.transpose(ops.reshape(dense.kernel, (inputs, -1)))
         return kernels
 
     def _build_cache(self, token_ids):
@@ -237,7 +244,9 @@ def _project(dense, x, transposed=None):
     small ones cost most of a batch-1 step; the sum it compiles inline (greedy, batch 1:
     1,506 -> 2,823 tokens/s on TensorFlow, 1,318 -> 2,766 on JAX, same tokens).
     """
-    if transposed is None or ops.shape(x)[0] * ops.shape(x)[1] != 1:
+    # Static shapes only: a function traced for any batch size (the serving signature's
+    # None) takes the layer's own dot.
+    if transposed is None or tuple(x.shape[:2]) != (1, 1):
         return dense(x)
     y = ops.sum(ops.reshape(x, (1, 1, -1)) * transposed, axis=-1)  # (1, outputs)
     y = ops.reshape(y, (1, 1, *dense.kernel.shape[_contracted(dense) :]))

@@ -134,10 +134,13 @@ def _nucleus_draw_unsorted(probabilities, p: float, uniform):
     total = ops.sum(probabilities, axis=-1, keepdims=True)
     everything = total <= p
     last, mass = _crossing(probabilities, bits, ops.where(everything, 0.0, p))
-    mass = ops.where(everything, total, mass)
+    # Summed in another order than the total, the crossing's mass may exceed it by a last
+    # bit; a target at or above the total would find no token (-1).
+    mass = ops.minimum(ops.where(everything, total, mass), total)
     token, through = _crossing(probabilities, bits, uniform * mass)
     # Never past the nucleus, whatever the rounding.
-    return ops.where(ops.squeeze((through > mass) & ~everything, axis=-1), last, token)
+    past = ops.squeeze((through > mass) & ~everything, axis=-1)
+    return ops.where(past | (token < 0), last, token)
 
 
 class ExactTopPSampler(keras_hub.samplers.TopPSampler):
