@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Optional
 
 import mlflow
 import pytest
@@ -176,3 +178,20 @@ def register_champion(tracking_uri, folder, vocab, model=None, gpt=None, statist
     if statistics_uri:
         client.set_model_version_tag(text_model.REGISTERED_MODEL, version, STATISTICS_URI_TAG, statistics_uri)
     return version
+
+
+def run_on_jax(script: str, *args: str, extra_env: Optional[dict] = None) -> str:
+    """Runs `python -c script *args` on Keras' JAX backend (CPU) in a child process, from
+    the repository root (a process has one Keras backend: the suite's is TensorFlow);
+    fails the test with the child's stderr if it fails. Returns its stdout."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", **(extra_env or {})}
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def last_json_line(stdout: str):
+    """The JSON a child process printed last (what `run_on_jax` scripts report)."""
+    return json.loads(stdout.strip().splitlines()[-1])

@@ -1,9 +1,5 @@
 """The cached, compiled decoder: the reference's tokens and logits, compiled once, prompts."""
 
-import os
-import subprocess
-import sys
-
 import keras
 import keras_hub
 import numpy as np
@@ -12,7 +8,7 @@ import pytest
 from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.decoding import InverseCdfRandomSampler, UncachedGenerator, bos_prompts, make_sampler
 from components.minigpt.model import PAD_ID, GPTConfig, build_model
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_on_jax
 from tests.test_top_p import decode_table
 
 CFG = GPTConfig(vocabulary_size=300, seq_len=32, embed_dim=32, ff_dim=32, num_heads=3, num_layers=2)
@@ -183,11 +179,7 @@ def test_new_weights_take_effect_without_a_retrace_on_jax():
     only as constants would keep the first trace's values (Keras picks its backend once
     per process, so this runs in a child process)."""
     check = "from tests.test_cached_decoding import check_new_weights_take_effect_without_a_retrace as c; c()"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run(
-        [sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_on_jax(check)
 
 
 def check_random_draws_follow_the_probabilities() -> None:
@@ -213,11 +205,7 @@ def test_random_draws_follow_the_probabilities_on_tensorflow():
 
 def test_random_draws_follow_the_probabilities_on_jax():
     check = "from tests.test_cached_decoding import check_random_draws_follow_the_probabilities as c; c()"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run(
-        [sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_on_jax(check)
 
 
 def test_a_bf16_model_decodes_at_batch_1():

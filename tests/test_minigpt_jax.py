@@ -7,8 +7,6 @@ KERAS_BACKEND=jax, on weights saved by this (TensorFlow-backend) process.
 import ast
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -16,7 +14,7 @@ import numpy as np
 from components.minigpt.decoding import UncachedGenerator, make_sampler
 from components.minigpt.losses import token_cross_entropy
 from components.minigpt.model import GPTConfig, build_model
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, last_json_line, run_on_jax
 
 CFG = GPTConfig(vocabulary_size=40, seq_len=16, embed_dim=16, ff_dim=16, num_heads=2, num_layers=2)
 TOKENS = [[2, 5, 9, 14, 3, 0, 0, 0], [2, 7, 7, 1, 30, 39, 12, 4]]
@@ -49,17 +47,7 @@ def test_same_weights_give_the_same_logits_and_greedy_tokens_on_jax(tmp_path):
     model = build_model(CFG)
     weights = str(tmp_path / "minigpt.weights.h5")
     model.save_weights(weights)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run(
-        [sys.executable, "-c", JAX_SIDE, json.dumps(CFG.__dict__), weights, json.dumps(TOKENS)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    jax_side = json.loads(out.stdout.strip().splitlines()[-1])
+    jax_side = last_json_line(run_on_jax(JAX_SIDE, json.dumps(CFG.__dict__), weights, json.dumps(TOKENS)))
     assert jax_side["backend"] == "jax"
     np.testing.assert_allclose(jax_side["logits"], model(np.array(TOKENS, dtype="int32")), rtol=1e-4, atol=1e-5)
     reference = UncachedGenerator(model, 2, 10).generate(make_sampler("greedy", {}, 0)).tolist()
@@ -97,13 +85,8 @@ print(json.dumps(out))
 
 
 def _data_parallel_run(num_devices):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
-    out = subprocess.run(
-        [sys.executable, "-c", DATA_PARALLEL_SIDE], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    flags = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}"}
+    return last_json_line(run_on_jax(DATA_PARALLEL_SIDE, extra_env=flags))
 
 
 def test_every_local_device_holds_a_shard_and_learns_what_one_device_learns():

@@ -6,9 +6,6 @@ with KERAS_BACKEND=jax, as the Trainer's does.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ import tensorflow as tf
 
 from components.minigpt.losses import Perplexity, TokenCrossEntropy
 from components.minigpt.sequences import PAD_ID, padded_batch
-from tests.conftest import REPO_ROOT
+from tests.conftest import last_json_line, run_on_jax
 
 # Three rows, two ending in [PAD]s: the per-token mask matters as well as the row weights.
 LABELS = np.array([[5, 6, 7, 0, 0, 0], [7, 7, 9, 30, 12, 4], [8, 3, 0, 0, 0, 0]], dtype="int32")
@@ -114,17 +111,7 @@ print(json.dumps({"history": history, "traces": traces, "weights": [w.tolist() f
 
 
 def _fit_on_jax(pad: bool) -> dict:
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run(
-        [sys.executable, "-c", JAX_FIT, json.dumps(pad)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return last_json_line(run_on_jax(JAX_FIT, json.dumps(pad)))
 
 
 def test_on_jax_padding_compiles_one_program_per_step_and_fits_the_same():

@@ -6,10 +6,6 @@ with, same seed, same tokens. `test_the_fallback_draws_the_full_sort_s_tokens` c
 that fallback with the full sort.
 """
 
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -19,7 +15,7 @@ from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.decoding import make_sampler
 from components.minigpt.model import GPTConfig, build_model
 from components.minigpt.top_p import DEFAULT_CANDIDATES, ExactTopPSampler
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_on_jax
 
 VOCABULARY = 200
 CANDIDATES = 8
@@ -261,11 +257,7 @@ def test_same_tokens_as_the_full_sort_on_jax():
         "t.check_the_fallback_draws_the_full_sort_s_tokens()\n"
         "t.check_cached_decode_gives_the_full_sort_s_tokens()\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run(
-        [sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_on_jax(check)
 
 
 def test_p_1_with_the_largest_uniform_draws_a_token_of_the_row():
