@@ -5,6 +5,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+from components.minigpt.beam import CacheReorderingBeamSampler
 from components.minigpt.cached_decoding import CachedGenerator
 from components.minigpt.decoding import InverseCdfRandomSampler, UncachedGenerator, bos_prompts, make_sampler
 from components.minigpt.model import PAD_ID, GPTConfig, build_model
@@ -43,15 +44,17 @@ def test_cached_greedy_gives_exactly_the_reference_tokens(model_kind, batch_size
 
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_every_step_s_logits_agree_with_the_whole_window(batch_size):
-    """Batch 1 steps run the single-row projections (`_project` with `_row_kernels`)."""
+    """Batch 1 steps run the single-row projections (`_project` with `_row_kernels`). A
+    [PAD] in the window (a generated end token, which beam search goes on scoring after)
+    is masked as the model masks it (mask_zero): no later position attends to it."""
     model = _random_model()
     ids = np.random.default_rng(1).integers(3, CFG.vocabulary_size, size=(batch_size, 20)).astype("int32")
+    ids[:, 7] = PAD_ID
     full = keras.ops.convert_to_numpy(model(ids))
     generator = CachedGenerator(model, BOS, 19)
     row_kernels = generator._row_kernels()
     assert len(row_kernels) == 6 * CFG.num_layers
-    _, cache = generator._build_cache(ids[:, :1])  # a cache as long as the window, seeded with one token
-    cache = keras.ops.pad(cache, [(0, 0), (0, 0), (0, 0), (0, 19), (0, 0), (0, 0)])
+    cache = generator.empty_cache(batch_size, 20)  # as long as the window
     for position in range(20):
         logits, _, cache = generator.call_with_cache(ids[:, position : position + 1], cache, position, row_kernels)
         np.testing.assert_allclose(keras.ops.convert_to_numpy(logits)[:, 0], full[:, position], rtol=1e-4, atol=1e-5)
@@ -81,6 +84,46 @@ def _reference_greedy_continuation(model, prompts, length):
         choice = logits.argmax(axis=-1)
         ids[:, position] = np.where(position < start, ids[:, position], choice)
     return ids
+
+
+def _prompts_of_three_lengths(length):
+    prompts = bos_prompts(BOS, 3, length)
+    prompts[1, 1:3] = [17, 40]
+    prompts[2, 1:6] = [5, 6, 7, 8, 9]
+    return prompts
+
+
+def check_beam_and_contrastive_give_the_reference_s_tokens() -> None:
+    """Beam search (ours, which reorders only the cache positions written so far) and
+    contrastive search, cached and compiled, against keras_hub's own samplers on the
+    reference's uncached method: the same tokens, prompts of three lengths, a random and
+    a trained model; with `return_all_beams`, every beam and its log-probability.
+    Module-level so that the JAX test can run it in a child process."""
+    for model in (_random_model(), _trained_model()):
+        prompts = _prompts_of_three_lengths(25)
+        cached, uncached = CachedGenerator(model, BOS, 24), UncachedGenerator(model, BOS, 24)
+        for name, params, theirs in [
+            ("beam", {"num_beams": 4}, keras_hub.samplers.BeamSampler(num_beams=4)),
+            ("contrastive", {"k": 3, "alpha": 0.6}, keras_hub.samplers.ContrastiveSampler(k=3, alpha=0.6)),
+        ]:
+            ours = cached.generate_from(make_sampler(name, params, 0), prompts)
+            np.testing.assert_array_equal(ours, uncached.generate_from(theirs, prompts), err_msg=name)
+        all_beams = {}
+        for sampler in (CacheReorderingBeamSampler(4, return_all_beams=True), keras_hub.samplers.BeamSampler(4, True)):
+            decode = cached._compiled_decode(sampler)
+            all_beams[type(sampler)] = [keras.ops.convert_to_numpy(x) for x in decode(prompts, np.int32(1))]
+        (ours_ids, ours_scores), (their_ids, their_scores) = all_beams.values()
+        np.testing.assert_array_equal(ours_ids, their_ids)
+        np.testing.assert_allclose(ours_scores, their_scores, rtol=1e-6)
+
+
+def test_beam_and_contrastive_give_the_reference_s_tokens_on_tensorflow():
+    check_beam_and_contrastive_give_the_reference_s_tokens()
+
+
+def test_beam_and_contrastive_give_the_reference_s_tokens_on_jax():
+    check = "from tests.test_cached_decoding import check_beam_and_contrastive_give_the_reference_s_tokens as c; c()"
+    run_on_jax(check)
 
 
 def test_prompts_of_different_lengths_are_continued_as_the_reference_would():

@@ -5,9 +5,10 @@ window for every new token. Here each decoder layer keeps the keys and values of
 tokens already seen (keras_hub's `self_attention_cache`, as `GPT2CausalLM.call_with_cache`
 does), so a step runs the model on one token per row. The layers are the trained model's own
 (`model.get_layer`), so there is no second copy of the weights to keep in sync. A step
-calls their sublayers and Keras' attention function itself (`_decoder_step`), updating
-the cache in place, and with one row computes the projections as multiply-and-sums
-(`_project`): same tokens, a batch-1 step about twice as fast (BENCHMARKS.md §5).
+calls their sublayers and computes the attention itself (`_decoder_step`, `_attend`),
+updating the cache in place in a layout XLA on CPU reads without copying, and with one
+row computes the projections as multiply-and-sums (`_project`): same tokens, a step
+two to several times as fast (BENCHMARKS.md §5).
 
 The whole decode (prefill, then the sampler's loop) is one function compiled once per
 sampler and input shape and reused: `tf.function(jit_compile=True)` on TensorFlow,
@@ -25,8 +26,12 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from components.minigpt.beam import CacheReorderingBeamSampler
 from components.minigpt.decoding import END_TOKEN_IDS, bos_prompts, pad_after_end, prompt_lengths
 from components.minigpt.model import LOGITS_LAYER, PAD_ID
+
+# Positions per gather when beam search reorders the cache (`_reorder_cache`).
+REORDER_CHUNK = 16
 
 
 class CachedGenerator:
@@ -39,8 +44,8 @@ class CachedGenerator:
     def __init__(self, model: keras.Model, bos_id: int, num_tokens: int):
         self._embedding = model.get_layer("embedding")
         self._decoders = [layer for layer in model.layers if isinstance(layer, keras_hub.layers.TransformerDecoder)]
-        if any(layer.normalize_first for layer in self._decoders):
-            raise ValueError("_decoder_step computes post-norm decoders (the reference's), not pre-norm ones")
+        for layer in self._decoders:
+            _check_decoder(layer)
         self._logits = model.get_layer(LOGITS_LAYER)
         # keras_hub's attention uses key_dim = embed_dim // num_heads (85 for 256 / 3).
         self._head_dim = self._embedding.embedding_dim // self._decoders[0].num_heads
@@ -58,50 +63,27 @@ class CachedGenerator:
         """(logits, hidden, cache) for `token_ids` (B, T) placed at `cache_update_index`;
         `row_kernels` (from `_row_kernels`) for a single-row step's projections.
 
-        `cache` is (B, layers, 2, max_length, heads, head_dim): every layer's keys and
-        values in one tensor, which beam search reorders with one gather per step (a
-        tuple of per-layer tensors measured no faster with `_decoder_step`).
+        `cache` is `empty_cache`'s: which positions may be attended to (B, S), then each
+        layer's keys and values (B, heads, S, head_dim), every leaf with the rows first,
+        as keras_hub's beam and contrastive samplers gather and repeat them.
         """
+        attendable, layers = cache
+        # The model masks [PAD] keys (its embedding's mask_zero): a generated [PAD] (an end
+        # token, after which beam search goes on scoring a candidate) is never attended to.
+        attendable = ops.slice_update(attendable, [0, cache_update_index], ops.not_equal(token_ids, PAD_ID))
         tokens = self._embedding.token_embedding(token_ids)
         x = tokens + self._embedding.position_embedding(tokens, start_index=cache_update_index)
-        for i, layer in enumerate(self._decoders):
-            x, cache = self._decoder_step(i, layer, x, cache, cache_update_index, row_kernels or {})
+        # Causal: position index + t attends to the slots up to itself, [PAD]s excepted.
+        positions = cache_update_index + ops.arange(ops.shape(x)[1])
+        slots = ops.arange(ops.shape(attendable)[1])[None, :] <= positions[:, None]
+        mask = ops.logical_and(slots[None, None], attendable[:, None, None, :])  # (B, 1, T, S)
+        new_layers = []
+        for layer, (keys, values) in zip(self._decoders, layers):
+            x, keys, values = _decoder_step(layer, x, keys, values, cache_update_index, mask, row_kernels or {})
+            new_layers.append((keys, values))
         # The samplers get float32: a bf16 model's logits and hidden states would reach
         # XLA CPU dots it cannot compile in bf16 (contrastive search at batch 16 did).
-        return ops.cast(self._logits(x), "float32"), ops.cast(x, "float32"), cache
-
-    @staticmethod
-    def _decoder_step(i: int, layer, x, cache, index, row_kernels):
-        """`layer` (keras_hub's post-norm `TransformerDecoder`, its own sublayers and
-        attention function) on `x` (B, T, D) at positions `index`..., with its keys and
-        values written into `cache[:, i]` in place.
-
-        keras_hub's layer, given its slice of the cache, stacks its keys and values into
-        a new one that the caller stacks back: copies of the whole cache at every layer
-        and step. Here one in-place update per layer, the same arithmetic (beam-10 at
-        batch 1 on TensorFlow: 447 -> 600 tokens/s, same tokens, BENCHMARKS.md §5).
-        """
-        attention = layer._self_attention_layer
-
-        def project(dense, inputs):
-            return _project(dense, inputs, row_kernels.get(id(dense)))
-
-        keys = project(attention._key_dense, x)
-        values = project(attention._value_dense, x)
-        update = ops.cast(ops.stack([keys, values], axis=1)[:, None], cache.dtype)  # (B, 1, 2, T, H, K)
-        cache = ops.slice_update(cache, [0, i, 0, index, 0, 0], update)
-        # Causal: position index + t attends to the cache's slots up to itself.
-        slots = ops.arange(ops.shape(cache)[3])[None, :] <= index + ops.arange(ops.shape(x)[1])[:, None]
-        attended = ops.dot_product_attention(
-            project(attention._query_dense, x),
-            cache[:, i, 0],
-            cache[:, i, 1],
-            mask=slots[None, None],
-            scale=attention._inverse_sqrt_key_dim,
-        )
-        x = layer._self_attention_layer_norm(x + project(attention._output_dense, attended))
-        hidden = project(layer._feedforward_intermediate_dense, x)
-        return layer._feedforward_layer_norm(x + project(layer._feedforward_output_dense, hidden)), cache
+        return ops.cast(self._logits(x), "float32"), ops.cast(x, "float32"), (attendable, tuple(new_layers))
 
     def _row_kernels(self) -> Dict[int, object]:
         """Every decoder projection's kernel as (outputs, inputs), by `id` of its layer,
@@ -125,11 +107,43 @@ class CachedGenerator:
             kernels[id(dense)] = ops.transpose(ops.reshape(dense.kernel, (inputs, -1)))
         return kernels
 
+    def empty_cache(self, batch_size, length):
+        """A cache for `length` positions: nothing attendable yet, keys and values zero.
+
+        Each layer's keys and values are tensors of their own, heads before positions:
+        XLA on CPU copied a slice of one stacked tensor, and keys laid out as (B, S,
+        heads, head_dim), at every layer and step (JAX, a 160-row beam step's attention:
+        16.8 -> 2.3 ms, BENCHMARKS.md §5)."""
+        decoder = self._decoders[0]
+        shape = [batch_size, decoder.num_heads, length, self._head_dim]
+        layers = tuple((ops.zeros(shape, "float32"), ops.zeros(shape, "float32")) for _ in self._decoders)
+        return ops.zeros([batch_size, length], "bool"), layers
+
+    @staticmethod
+    def _reorder_cache(cache, rows, index):
+        """`cache` with its rows in the order `rows`, right at the positions before
+        `index`: each layer's keys and values are gathered in chunks of `REORDER_CHUNK`
+        positions, each only once `index` reaches it (`ops.cond`: a branch, not both).
+        On average half the cache a step (JAX, beam-10 at batch 16: BENCHMARKS.md §5)."""
+        attendable, layers = cache
+
+        def take_written(tensor):  # (rows, heads, positions, head_dim)
+            rows_, heads, length, head_dim = ops.shape(tensor)
+            for start in range(0, length, REORDER_CHUNK):
+                shape = [rows_, heads, min(REORDER_CHUNK, length - start), head_dim]
+
+                def gathered(tensor=tensor, start=start, shape=shape):
+                    chunk = ops.take(ops.slice(tensor, [0, 0, start, 0], shape), rows, axis=0)
+                    return ops.slice_update(tensor, [0, 0, start, 0], chunk)
+
+                tensor = ops.cond(index > start, gathered, lambda tensor=tensor: tensor)
+            return tensor
+
+        return ops.take(attendable, rows, axis=0), keras.tree.map_structure(take_written, layers)
+
     def _build_cache(self, token_ids):
-        """An empty cache seeded with one forward pass over the whole prompt."""
-        batch_size, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
-        shape = [batch_size, len(self._decoders), 2, length, self._decoders[0].num_heads, self._head_dim]
-        cache = ops.zeros(shape, dtype=self._model.compute_dtype)
+        """A cache seeded with one forward pass over the whole prompt."""
+        cache = self.empty_cache(ops.shape(token_ids)[0], ops.shape(token_ids)[1])
         _, hidden, cache = self.call_with_cache(token_ids, cache, 0)
         return hidden, cache
 
@@ -154,7 +168,10 @@ class CachedGenerator:
         # ours: without `model` the layers there read the variables' stored values, which
         # jax.jit keeps as constants, the first trace's weights forever. With it the loop
         # carries the model's current values (ours, the jitted inputs) into its scope.
+        # Beam search leaves the cache's reordering to us: only the positions written so far.
+        reorder = {"reorder_cache": self._reorder_cache} if isinstance(sampler, CacheReorderingBeamSampler) else {}
         return sampler(
+            **reorder,
             next=next,
             prompt=ops.where(prompt_mask, token_ids, self._placeholder),
             cache=cache,
@@ -226,6 +243,74 @@ class CachedGenerator:
             raise ValueError(f"every prompt must hold 1 to {self.max_length - 1} tokens, got {index}")
         out = self._compiled_decode(sampler)(token_ids, np.int32(index))
         return pad_after_end(keras.ops.convert_to_numpy(out), lengths)
+
+
+# The sublayers `_decoder_step` calls: keras_hub's private names (0.25 and 0.32 alike).
+_SUBLAYERS = (
+    "_self_attention_layer",
+    "_self_attention_layer_norm",
+    "_feedforward_intermediate_dense",
+    "_feedforward_output_dense",
+    "_feedforward_layer_norm",
+)
+_ATTENTION_SUBLAYERS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense", "_inverse_sqrt_key_dim")
+
+
+def _check_decoder(layer) -> None:
+    """Refuses a decoder layer `_decoder_step` would compute wrongly: pre-norm, with
+    cross-attention, or from a keras_hub whose layer lacks the sublayers it calls."""
+    if layer.normalize_first:
+        raise ValueError("_decoder_step computes post-norm decoders (the reference's), not pre-norm ones")
+    if getattr(layer, "_cross_attention_layer", None) is not None:
+        raise ValueError("_decoder_step computes self-attention decoders, not ones with cross-attention")
+    attention = getattr(layer, "_self_attention_layer", None)
+    missing = [name for name in _SUBLAYERS if not hasattr(layer, name)]
+    missing += [f"_self_attention_layer.{name}" for name in _ATTENTION_SUBLAYERS if not hasattr(attention, name)]
+    if missing:
+        raise ValueError(
+            f"keras_hub {keras_hub.__version__}'s TransformerDecoder lacks {', '.join(missing)}, which the cached "
+            "decoder calls: use the keras_hub of requirements/constraints.txt"
+        )
+
+
+def _decoder_step(layer, x, keys, values, index, mask, row_kernels):
+    """`layer` (keras_hub's post-norm `TransformerDecoder`, its own sublayers) on `x`
+    (B, T, D) at positions `index`...: (output, keys, values), its keys and values
+    written into the layer's cache (B, heads, S, head_dim) in place.
+
+    keras_hub's layer, given its slice of the cache, stacks its keys and values into a
+    new one that the caller stacks back: copies of the whole cache at every layer and
+    step. Here one in-place update per tensor, the same arithmetic (beam-10 at batch 1
+    on TensorFlow: 447 -> 600 tokens/s, same tokens, BENCHMARKS.md §5).
+    """
+    attention = layer._self_attention_layer
+
+    def project(dense, inputs):
+        return _project(dense, inputs, row_kernels.get(id(dense)))
+
+    def heads_first(projected):  # (B, T, heads, head_dim) -> (B, heads, T, head_dim), float32
+        return ops.cast(ops.transpose(projected, (0, 2, 1, 3)), "float32")
+
+    keys = ops.slice_update(keys, [0, 0, index, 0], heads_first(project(attention._key_dense, x)))
+    values = ops.slice_update(values, [0, 0, index, 0], heads_first(project(attention._value_dense, x)))
+    query = heads_first(project(attention._query_dense, x))
+    attended = ops.cast(_attend(query, keys, values, mask, attention._inverse_sqrt_key_dim), x.dtype)
+    x = layer._self_attention_layer_norm(x + project(attention._output_dense, attended))
+    hidden = project(layer._feedforward_intermediate_dense, x)
+    return layer._feedforward_layer_norm(x + project(layer._feedforward_output_dense, hidden)), keys, values
+
+
+def _attend(query, keys, values, mask, scale):
+    """Scaled dot-product attention of `query` (B, heads, T, head_dim) over `keys` and
+    `values` (B, heads, S, head_dim) where `mask` (B, 1, T, S) allows: (B, T, heads,
+    head_dim), as Keras' `ops.dot_product_attention` computes it (masked scores at -0.7 x
+    float32's largest) for its own layout, (B, T, heads, head_dim) keys, which XLA on CPU
+    transposed at every step. In float32 whatever the model's dtype: a bf16 model's
+    cache is float32 too (XLA on CPU could not compile these dots in bf16, and the
+    softmax is float32 in Keras' function as well)."""
+    scores = ops.einsum("bhtk,bhsk->bhts", query, keys) * scale
+    scores = ops.where(mask, scores, -0.7 * float(np.finfo("float32").max))
+    return ops.einsum("bhts,bhsk->bthk", ops.softmax(scores, axis=-1), values)
 
 
 def _contracted(dense) -> int:

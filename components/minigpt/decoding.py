@@ -15,6 +15,7 @@ import keras_hub
 import numpy as np
 from keras import ops, random
 
+from components.minigpt.beam import CacheReorderingBeamSampler
 from components.minigpt.decoders import DECODERS
 from components.minigpt.model import PAD_ID, with_hidden_states
 from components.minigpt.top_p import ExactTopPSampler, first_true
@@ -63,7 +64,11 @@ def _last_true(mask):
 
 
 # Our subclasses of keras_hub samplers: the same arguments and distribution, faster.
-FASTER_SAMPLERS = {"TopPSampler": ExactTopPSampler, "RandomSampler": InverseCdfRandomSampler}
+FASTER_SAMPLERS = {
+    "TopPSampler": ExactTopPSampler,
+    "RandomSampler": InverseCdfRandomSampler,
+    "BeamSampler": CacheReorderingBeamSampler,
+}
 
 
 def make_sampler(name: str, params: Mapping[str, Any], seed: int) -> keras_hub.samplers.Sampler:
