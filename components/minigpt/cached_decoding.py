@@ -27,6 +27,7 @@ import numpy as np
 from keras import ops
 
 from components.minigpt.beam import CacheReorderingBeamSampler
+from components.minigpt.contrastive import SharedCacheContrastiveSampler
 from components.minigpt.decoding import END_TOKEN_IDS, bos_prompts, pad_after_end, prompt_lengths
 from components.minigpt.model import LOGITS_LAYER, PAD_ID
 
@@ -79,11 +80,56 @@ class CachedGenerator:
         mask = ops.logical_and(slots[None, None], attendable[:, None, None, :])  # (B, 1, T, S)
         new_layers = []
         for layer, (keys, values) in zip(self._decoders, layers):
-            x, keys, values = _decoder_step(layer, x, keys, values, cache_update_index, mask, row_kernels or {})
-            new_layers.append((keys, values))
+
+            def attend(query, new_keys, new_values, scale, keys=keys, values=values):
+                keys = ops.slice_update(keys, [0, 0, cache_update_index, 0], new_keys)
+                values = ops.slice_update(values, [0, 0, cache_update_index, 0], new_values)
+                return _attend(query, keys, values, mask, scale), (keys, values)
+
+            x, written = _decoder_step(layer, x, attend, row_kernels or {})
+            new_layers.append(written)
         # The samplers get float32: a bf16 model's logits and hidden states would reach
         # XLA CPU dots it cannot compile in bf16 (contrastive search at batch 16 did).
         return ops.cast(self._logits(x), "float32"), ops.cast(x, "float32"), (attendable, tuple(new_layers))
+
+    def _score_candidates(self, cache, index, tokens, row_kernels):
+        """Contrastive search's candidates `tokens` (B, k) at position `index`, each on its
+        row's cache (`contrastive.SharedCacheContrastiveSampler`): their logits (B, k, V),
+        hidden states (B, k, D), and `keep(chosen)`, the cache with each row's chosen
+        candidate (B,) written at `index`. The same arithmetic as running the k
+        candidates as rows of k copies of the cache (`call_with_cache`), in another order
+        of summation."""
+        attendable, layers = cache
+        batch_size, k = ops.shape(tokens)[0], ops.shape(tokens)[1]
+        embedded = self._embedding.token_embedding(ops.reshape(tokens, (-1, 1)))
+        x = embedded + self._embedding.position_embedding(embedded, start_index=index)
+        # A candidate sees its row's attendable positions before `index`, and itself
+        # unless it is [PAD] (masked as the model masks it).
+        before = (ops.arange(ops.shape(attendable)[1])[None, :] < index) & attendable
+        itself = ops.not_equal(tokens, PAD_ID)
+        candidates_kv = []
+        for layer, (keys, values) in zip(self._decoders, layers):
+
+            def attend(query, new_keys, new_values, scale, keys=keys, values=values):
+                attended = _attend_candidates(query, new_keys, new_values, keys, values, before, itself, scale)
+                return attended, (new_keys, new_values)
+
+            x, kv = _decoder_step(layer, x, attend, row_kernels)
+            candidates_kv.append(kv)
+        logits = ops.reshape(ops.cast(self._logits(x), "float32"), (batch_size, k, -1))
+        hidden = ops.reshape(ops.cast(x, "float32"), (batch_size, k, -1))
+
+        def keep(chosen):
+            rows = ops.arange(batch_size, dtype="int32") * k + ops.cast(chosen, "int32")
+            token = ops.take_along_axis(tokens, ops.cast(chosen, "int32")[:, None], axis=1)
+            kept = ops.slice_update(attendable, [0, index], ops.not_equal(token, PAD_ID))
+            written = tuple(
+                tuple(ops.slice_update(t, [0, 0, index, 0], ops.take(new, rows, axis=0)) for t, new in zip(kv, new_kv))
+                for kv, new_kv in zip(layers, candidates_kv)
+            )
+            return kept, written
+
+        return logits, hidden, keep
 
     def _row_kernels(self) -> Dict[int, object]:
         """Every decoder projection's kernel as (outputs, inputs), by `id` of its layer,
@@ -168,10 +214,15 @@ class CachedGenerator:
         # ours: without `model` the layers there read the variables' stored values, which
         # jax.jit keeps as constants, the first trace's weights forever. With it the loop
         # carries the model's current values (ours, the jitted inputs) into its scope.
-        # Beam search leaves the cache's reordering to us: only the positions written so far.
-        reorder = {"reorder_cache": self._reorder_cache} if isinstance(sampler, CacheReorderingBeamSampler) else {}
+        # Beam search leaves the cache's reordering to us (only the positions written so
+        # far), contrastive search the scoring of its candidates (on their row's cache).
+        hooks = {}
+        if isinstance(sampler, CacheReorderingBeamSampler):
+            hooks["reorder_cache"] = self._reorder_cache
+        if isinstance(sampler, SharedCacheContrastiveSampler):
+            hooks["score_candidates"] = lambda *args: self._score_candidates(*args, row_kernels)
         return sampler(
-            **reorder,
+            **hooks,
             next=next,
             prompt=ops.where(prompt_mask, token_ids, self._placeholder),
             cache=cache,
@@ -273,10 +324,12 @@ def _check_decoder(layer) -> None:
         )
 
 
-def _decoder_step(layer, x, keys, values, index, mask, row_kernels):
+def _decoder_step(layer, x, attend, row_kernels):
     """`layer` (keras_hub's post-norm `TransformerDecoder`, its own sublayers) on `x`
-    (B, T, D) at positions `index`...: (output, keys, values), its keys and values
-    written into the layer's cache (B, heads, S, head_dim) in place.
+    (B, T, D): (output, state). `attend(query, keys, values, scale)`, given the new
+    tokens' projections (B, heads, T, head_dim) in float32, returns the attention's
+    output (B, T, heads, head_dim) and what it keeps (`state`): the layer's cache with
+    them written in place, or the candidates' own keys and values.
 
     keras_hub's layer, given its slice of the cache, stacks its keys and values into a
     new one that the caller stacks back: copies of the whole cache at every layer and
@@ -291,13 +344,15 @@ def _decoder_step(layer, x, keys, values, index, mask, row_kernels):
     def heads_first(projected):  # (B, T, heads, head_dim) -> (B, heads, T, head_dim), float32
         return ops.cast(ops.transpose(projected, (0, 2, 1, 3)), "float32")
 
-    keys = ops.slice_update(keys, [0, 0, index, 0], heads_first(project(attention._key_dense, x)))
-    values = ops.slice_update(values, [0, 0, index, 0], heads_first(project(attention._value_dense, x)))
-    query = heads_first(project(attention._query_dense, x))
-    attended = ops.cast(_attend(query, keys, values, mask, attention._inverse_sqrt_key_dim), x.dtype)
-    x = layer._self_attention_layer_norm(x + project(attention._output_dense, attended))
+    attended, state = attend(
+        heads_first(project(attention._query_dense, x)),
+        heads_first(project(attention._key_dense, x)),
+        heads_first(project(attention._value_dense, x)),
+        attention._inverse_sqrt_key_dim,
+    )
+    x = layer._self_attention_layer_norm(x + project(attention._output_dense, ops.cast(attended, x.dtype)))
     hidden = project(layer._feedforward_intermediate_dense, x)
-    return layer._feedforward_layer_norm(x + project(layer._feedforward_output_dense, hidden)), keys, values
+    return layer._feedforward_layer_norm(x + project(layer._feedforward_output_dense, hidden)), state
 
 
 def _attend(query, keys, values, mask, scale):
@@ -311,6 +366,26 @@ def _attend(query, keys, values, mask, scale):
     scores = ops.einsum("bhtk,bhsk->bhts", query, keys) * scale
     scores = ops.where(mask, scores, -0.7 * float(np.finfo("float32").max))
     return ops.einsum("bhts,bhsk->bthk", ops.softmax(scores, axis=-1), values)
+
+
+def _attend_candidates(query, new_keys, new_values, keys, values, before, itself, scale):
+    """`_attend` for contrastive search's candidates, k per row, each at one position:
+    `query`, `new_keys`, `new_values` (B * k, heads, 1, head_dim) over their row's cache
+    `keys`, `values` (B, heads, S, head_dim) where `before` (B, S) allows, and over their
+    own key and value where `itself` (B, k) allows: (B * k, 1, heads, head_dim)."""
+    batch_size, k = ops.shape(itself)[0], ops.shape(itself)[1]
+    heads, head_dim = ops.shape(keys)[1], ops.shape(keys)[3]
+
+    def per_row(tensor):  # (B * k, heads, 1, head_dim) -> (B, k, heads, head_dim)
+        return ops.reshape(tensor, (batch_size, k, heads, head_dim))
+
+    query, new_keys, new_values = per_row(query), per_row(new_keys), per_row(new_values)
+    masked = -0.7 * float(np.finfo("float32").max)
+    on_cache = ops.where(before[:, None, None, :], ops.einsum("bchk,bhsk->bchs", query, keys) * scale, masked)
+    on_itself = ops.where(itself[:, :, None], ops.sum(query * new_keys, axis=-1) * scale, masked)
+    weights = ops.softmax(ops.concatenate([on_cache, on_itself[..., None]], axis=-1), axis=-1)
+    attended = ops.einsum("bchs,bhsk->bchk", weights[..., :-1], values) + weights[..., -1:] * new_values
+    return ops.reshape(attended, (batch_size * k, 1, heads, head_dim))
 
 
 def _contracted(dense) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops, random
 
 from components.minigpt.beam import CacheReorderingBeamSampler
+from components.minigpt.contrastive import SharedCacheContrastiveSampler
 from components.minigpt.decoders import DECODERS
 from components.minigpt.model import PAD_ID, with_hidden_states
 from components.minigpt.top_p import ExactTopPSampler, first_true
@@ -68,6 +69,7 @@ FASTER_SAMPLERS = {
     "TopPSampler": ExactTopPSampler,
     "RandomSampler": InverseCdfRandomSampler,
     "BeamSampler": CacheReorderingBeamSampler,
+    "ContrastiveSampler": SharedCacheContrastiveSampler,
 }
 
 
