@@ -21,6 +21,17 @@ import keras_hub
 from keras import ops, tree
 
 
+def still_generating(prompt, mask, stop_token_ids):
+    """Whether some row of `prompt` has not yet generated one of `stop_token_ids` (a
+    prompt's own tokens, where `mask` is True, don't count): keras_hub's loop condition."""
+    if stop_token_ids is None:
+        return ops.convert_to_tensor(True)
+    ended = ops.zeros_like(mask)
+    for token in stop_token_ids:
+        ended = ended | ops.equal(prompt, token)
+    return ops.logical_not(ops.all(ops.any(ended & ~mask, axis=-1)))
+
+
 def take_rows(cache, rows, index):  # pylint: disable=unused-argument
     """Every leaf of `cache` reordered to `rows` (its rows first): keras_hub's gather."""
     return tree.map_structure(lambda leaf: ops.take(leaf, rows, axis=0), cache)
@@ -60,14 +71,8 @@ class CacheReorderingBeamSampler(keras_hub.samplers.BeamSampler):
         log_probs = ops.tile(ops.convert_to_tensor([0.0] + [-1e9] * (beams - 1), "float32"), [batch_size])
         first_rows = ops.arange(batch_size, dtype="int32")[:, None] * beams
 
-        def cond(prompt, cache, index, log_probs):
-            if stop_token_ids is None:
-                return ops.convert_to_tensor(True)
-            ended = ops.zeros_like(mask)
-            for token in stop_token_ids:
-                ended = ended | ops.equal(prompt, token)
-            # Until every beam has generated an end token (a prompt's own ones don't count).
-            return ops.logical_not(ops.all(ops.any(ended & ~mask, axis=-1)))
+        def cond(prompt, *_):
+            return still_generating(prompt, mask, stop_token_ids)
 
         def body(prompt, cache, index, log_probs):
             logits, _, cache = next(prompt, cache, index)

@@ -19,6 +19,8 @@ from typing import Callable, Optional
 import keras_hub
 from keras import ops
 
+from components.minigpt.beam import still_generating
+
 
 class SharedCacheContrastiveSampler(keras_hub.samplers.ContrastiveSampler):
     """keras_hub's `ContrastiveSampler` (`k`, `alpha`, temperature) whose caller may score
@@ -49,13 +51,8 @@ class SharedCacheContrastiveSampler(keras_hub.samplers.ContrastiveSampler):
         mask = ops.zeros_like(prompt, dtype="bool") if mask is None else ops.cast(mask, "bool")
         logits, _, cache = next(prompt, cache, index)
 
-        def cond(prompt, cache, index, logits, hidden_states):
-            if stop_token_ids is None:
-                return ops.convert_to_tensor(True)
-            ended = ops.zeros_like(mask)
-            for token in stop_token_ids:
-                ended = ended | ops.equal(prompt, token)
-            return ops.logical_not(ops.all(ops.any(ended & ~mask, axis=-1)))
+        def cond(prompt, *_):
+            return still_generating(prompt, mask, stop_token_ids)
 
         def body(prompt, cache, index, logits, hidden_states):
             probabilities, tokens = ops.top_k(self.compute_probabilities(logits), k=self.k, sorted=False)
