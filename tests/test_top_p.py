@@ -63,6 +63,17 @@ def decode_table(sampler: ExactTopPSampler, logits: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(out)[:, 1:]
 
 
+def compiled(fn):
+    """`fn` compiled as the decode compiles it: XLA on TensorFlow, `jax.jit` on JAX."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    import jax
+
+    return jax.jit(fn)
+
+
 def _sorted_cumulative(logits: np.ndarray) -> np.ndarray:
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
     probabilities /= probabilities.sum(-1, keepdims=True)
@@ -91,6 +102,8 @@ CASES = [
     ("peaked", 16, 0.99, None),
     ("tied", 16, 0.9, None),
     ("mixed", 16, 0.9, 20),
+    ("mixed", 16, 1.0, None),  # every nucleus is the whole row
+    ("flat", 4, 1.0, 30),
 ]
 
 
@@ -127,18 +140,11 @@ def check_candidates_are_the_full_sort_s_first_entries_to_the_bit() -> None:
     logits = np.concatenate([rng.normal(size=(8, 5000)) * 4, np.round(rng.normal(size=(8, 5000)) * 2)])
     probabilities = keras.activations.softmax(keras.ops.convert_to_tensor(logits.astype("float32")))
 
+    @compiled
     def candidates_and_full_sort(probabilities):
         candidates = top_p._top(probabilities, DEFAULT_CANDIDATES, DEFAULT_CANDIDATES)
         return candidates, top_p._top(probabilities, 5000, DEFAULT_CANDIDATES)
 
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        candidates_and_full_sort = tf.function(candidates_and_full_sort, jit_compile=True)
-    else:
-        import jax
-
-        candidates_and_full_sort = jax.jit(candidates_and_full_sort)
     candidates, full = candidates_and_full_sort(probabilities)
     for ours, theirs in zip(candidates, full):
         theirs = keras.ops.convert_to_numpy(theirs)[:, :DEFAULT_CANDIDATES]
@@ -187,25 +193,79 @@ def check_the_fallback_draws_the_full_sort_s_tokens() -> None:
         uniform = keras.ops.convert_to_tensor(rng.random((64, 1)).astype("float32"))
         for p in (0.5, 0.9):
 
+            @compiled
             def both(probabilities, uniform, p=p):
                 count = keras.ops.shape(probabilities)[-1]
                 sorted_draw = top_p._nucleus_draw(*top_p._top(probabilities, count, CANDIDATES), p, uniform)
                 return top_p._nucleus_draw_unsorted(probabilities, p, uniform), sorted_draw
 
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
-
-                both = tf.function(both, jit_compile=True)
-            else:
-                import jax
-
-                both = jax.jit(both)
             unsorted, full_sort = both(probabilities, uniform)
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(unsorted), keras.ops.convert_to_numpy(full_sort))
 
 
 def test_the_fallback_draws_the_full_sort_s_tokens():
     check_the_fallback_draws_the_full_sort_s_tokens()
+
+
+def _dyadic_rows() -> np.ndarray:
+    """(3, VOCABULARY) rows whose probabilities are powers of two or 0, so that every
+    running mass is exact in float32 whatever the order of summation: ties of four sizes
+    shuffled among the ids (and zeros), a flat row, a top token of 0.5 over 199 ties."""
+    rng = np.random.default_rng(4)
+    groups = [[(4, 2**-4), (16, 2**-6), (32, 2**-8), (100, 2**-10)], [(VOCABULARY, 2**-8)], [(1, 0.5), (199, 2**-9)]]
+    rows = []
+    for group in groups:
+        row = np.zeros(VOCABULARY, "float32")
+        row[: sum(count for count, _ in group)] = np.concatenate([np.full(count, value) for count, value in group])
+        rows.append(rng.permutation(row))
+    return np.stack(rows)
+
+
+def _sorted_draw(row: np.ndarray, p: float, uniform: float) -> int:
+    """The full sort's inverse-CDF draw from the nucleus, lower id first among ties."""
+    order = np.argsort(-row, kind="stable")
+    running = np.cumsum(row[order])
+    last = min(np.searchsorted(running, p, side="right"), len(row) - 1)  # first mass > p
+    return order[np.searchsorted(running, uniform * running[last], side="right")]
+
+
+def check_the_fallback_on_exact_ties() -> None:
+    """The sort-free fallback against the full sort where every mass is exact, so no
+    rounding excuses a difference: p and targets exactly where two tokens' running masses
+    meet (the crossing is the later token, often a later tie of the same probability),
+    p = 0.5 - 2**-12 making the nucleus's mass 0.5 so that uniform * mass hits every such
+    boundary, nuclei that hold every token (p = 0.75 for the first row, and 1)."""
+    rows = _dyadic_rows()
+    uniform = np.tile(np.arange(64, dtype="float32") / 64, len(rows))[:, None]
+    probabilities = np.repeat(rows, 64, axis=0)
+    for p in (0.25, 0.5 - 2**-12, 0.75, 1.0):
+        draw = compiled(lambda probabilities, uniform, p=p: top_p._nucleus_draw_unsorted(probabilities, p, uniform))
+        tokens = keras.ops.convert_to_numpy(draw(probabilities, uniform))
+        expected = [_sorted_draw(row, p, u) for row, u in zip(probabilities, uniform[:, 0])]
+        np.testing.assert_array_equal(tokens, expected, err_msg=f"p = {p}")
+
+
+def test_the_fallback_on_exact_ties():
+    check_the_fallback_on_exact_ties()
+
+
+def check_nth_true() -> None:
+    """`_nth_true` against numpy: masks from empty but one to full, n from the first True
+    to the last, and a batch where every n is 1 (no bisection at all)."""
+    rng = np.random.default_rng(5)
+    mask = rng.random((64, 300)) < rng.random((64, 1))
+    mask[:, -1] |= ~mask.any(axis=-1)
+    mask[0], mask[1] = True, np.arange(300) == 299
+    counts = mask.sum(axis=-1)
+    nth_true = compiled(top_p._nth_true)
+    for n in (rng.integers(1, counts + 1), counts, np.ones_like(counts)):
+        expected = [np.flatnonzero(row)[k - 1] for row, k in zip(mask, n)]
+        found = nth_true(keras.ops.convert_to_tensor(mask), keras.ops.convert_to_tensor(n[:, None].astype("int32")))
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(found), expected)
+
+
+def test_nth_true():
+    check_nth_true()
 
 
 def test_tokens_follow_the_renormalized_nucleus():
@@ -255,6 +315,8 @@ def test_same_tokens_as_the_full_sort_on_jax():
         "for case in t.CASES: t.check_same_tokens_as_the_full_sort(*case)\n"
         "t.check_candidates_are_the_full_sort_s_first_entries_to_the_bit()\n"
         "t.check_the_fallback_draws_the_full_sort_s_tokens()\n"
+        "t.check_the_fallback_on_exact_ties()\n"
+        "t.check_nth_true()\n"
         "t.check_cached_decode_gives_the_full_sort_s_tokens()\n"
     )
     run_on_jax(check)

@@ -6,8 +6,12 @@ top tokens whose mass exceeds p, a few dozen tokens for a trained model at p = 0
 (at most 60 of 4,558 measured on the pipeline's trained model). So each step takes the
 top `candidates` tokens; only when some row's candidates hold no more than p of the mass
 does the step fall back, for every row, in an `ops.cond` branch that the compiled decode
-(XLA on TensorFlow, `jax.jit` on JAX) runs only then. The fallback sorts nothing
-(`_crossing`: a bisection over the probabilities' values), unless `k` is set, where it
+(XLA on TensorFlow, `jax.jit` on JAX) runs only then. A step where some row's most
+probable token holds less than p / `candidates` (a near-flat row; less a margin for
+rounding) goes straight to the fallback without taking the candidates: that row's could
+not hold more than p, so the step would fall back anyway. The fallback sorts nothing
+(`_crossing`: a bisection over the probabilities' values, then a count of the ties at
+the crossing), unless `k` is set, where it
 sorts the top k: XLA's CPU sort of 16 x 5,000 probabilities took 8-13 ms a step, more
 than the rest of the step (random weights, whose nuclei hold about 1,900 tokens).
 
@@ -92,38 +96,76 @@ def _nucleus_draw(cumulative, sorted_indices, p: float, uniform):
     return ops.squeeze(ops.take_along_axis(sorted_indices, chosen, axis=-1), axis=-1)
 
 
-def _crossing(probabilities, bits, target):
-    """Per row, the token at which the running mass in descending order of probability
-    (lower id first among equal ones) first exceeds `target` (B, 1), and that running
-    mass (B, 1), without sorting.
+def _nth_true(mask, n):
+    """Position of each row's `n`-th True in `mask` (B, L), `n` (B, 1) from 1 to the
+    row's count of Trues.
+
+    A bisection over positions (masked counts), not a running count: XLA on CPU took
+    longer for one (B, L) cumsum than for a whole bisection of `_crossing`. It stops once
+    every row's `start` has exactly n - 1 Trues before it, so a step where every n is 1
+    (no tie at the crossing, the usual case) counts nothing.
+    """
+    length = ops.shape(mask)[-1]
+    positions = ops.arange(length, dtype="int32")
+
+    def unresolved(start, stop, before):
+        return ops.any(before < n - 1)
+
+    def halve(start, stop, before):
+        # before: the Trues ahead of start, fewer than n; the n-th lies ahead of stop.
+        middle = (start + stop) // 2
+        count = ops.sum(ops.cast(mask & (positions < middle), "int32"), axis=-1, keepdims=True)
+        early = count < n
+        return ops.where(early, middle, start), ops.where(early, stop, middle), ops.where(early, count, before)
+
+    zeros = ops.zeros_like(n)
+    start, _, _ = ops.while_loop(unresolved, halve, (zeros, zeros + length, zeros))
+    return first_true(mask & (positions >= start), length)
+
+
+def _crossing(probabilities, bits, target, total, bounds):
+    """Per row, the token (B,) at which the running mass in descending order of
+    probability (lower id first among equal ones) first exceeds `target` (B, 1), and
+    that running mass (B, 1), without sorting; token -1 where the row's `total` (B, 1)
+    does not exceed `target`.
 
     A bisection over `bits` (the probabilities' float32 bit patterns, in the same order
     as the values since none is negative) finds that token's probability v: the largest
-    with more than `target` in the tokens of at least v. The tokens above v come first;
-    the c-th token of probability v (in id order) brings the running mass to their mass
-    plus c times v. The mass is summed over the row, not in sorted order: it may differ
-    from a sorted running sum in the last bit.
+    with more than `target` in the tokens of at least v. It halves `bounds` (B, 1), the
+    row's smallest bit pattern and one past its largest (25 halvings for a near-flat
+    5,000-token row, not 31 from 0), until one pattern is left. Each halving compares
+    the probabilities with the middle pattern read as a float32 (the same order), so it
+    reads one (B, L) array, not two (a tenth of the sampler's step on XLA CPU), and
+    carries the mass of the tokens above the bracket, at the end those above v.
+
+    The tokens above v come first; the c-th token of probability v (in id order) brings
+    the running mass to their mass plus c times v: c, the first whose running mass
+    exceeds the target (the last tie if rounding leaves none), comes from counting the
+    c whose running mass does not, not from a running sum. The mass is summed over the
+    row, not in sorted order: it may differ from a sorted running sum in the last bit.
     """
 
-    def mass_from(threshold):
-        return ops.sum(ops.where(bits >= threshold, probabilities, 0.0), axis=-1, keepdims=True)
+    def unresolved(low, high, above):
+        return ops.any(high - low > 1)
 
-    def halve(_, bounds):
-        low, high = bounds  # mass_from(low) > target >= mass_from(high)
+    def halve(low, high, above):
+        # The mass of the tokens of at least low exceeds target; above, that of at least
+        # high, does not.
         middle = low + (high - low) // 2
-        exceeds = mass_from(middle) > target
-        return ops.where(exceeds, middle, low), ops.where(exceeds, high, middle)
+        at_least = probabilities >= ops.view(middle, "float32")
+        mass = ops.sum(ops.where(at_least, probabilities, 0.0), axis=-1, keepdims=True)
+        exceeds = mass > target
+        return ops.where(exceeds, middle, low), ops.where(exceeds, high, middle), ops.where(exceeds, above, mass)
 
-    high = ops.max(bits, axis=-1, keepdims=True) + 1
-    low, _ = ops.fori_loop(0, 31, halve, (ops.zeros_like(high), high))  # 2**31 > any float32's bits
+    low, high = bounds
+    low, _, above = ops.while_loop(unresolved, halve, (low, high, ops.zeros_like(target)))
     value = ops.view(low, "float32")  # (B, 1)
-    ties = ops.cast(bits == low, "float32")
-    running = mass_from(low + 1) + _blocked_cumsum(ties, DEFAULT_CANDIDATES) * value
-    length = ops.shape(bits)[-1]
-    token = first_true((running > target) & (ties > 0), length)
-    last_tie = length - 1 - first_true(ops.flip(ties > 0, axis=-1), length)  # if rounding finds none
-    token = ops.where(token == length, last_tie, token)
-    return token, ops.take_along_axis(running, token[:, None], axis=-1)
+    ties = bits == low
+    counts = ops.arange(1, ops.shape(bits)[-1] + 1, dtype="float32")
+    short = ops.sum(ops.cast(above + counts * value <= target, "int32"), axis=-1, keepdims=True)
+    c = ops.minimum(short + 1, ops.sum(ops.cast(ties, "int32"), axis=-1, keepdims=True))
+    token = ops.where(ops.squeeze(total > target, axis=-1), _nth_true(ties, c), -1)
+    return token, above + ops.cast(c, "float32") * value
 
 
 def _nucleus_draw_unsorted(probabilities, p: float, uniform):
@@ -132,12 +174,13 @@ def _nucleus_draw_unsorted(probabilities, p: float, uniform):
     the token drawn is the crossing of `uniform` (B, 1) times the nucleus's mass."""
     bits = ops.view(probabilities, "int32")
     total = ops.sum(probabilities, axis=-1, keepdims=True)
+    bounds = ops.min(bits, axis=-1, keepdims=True), ops.max(bits, axis=-1, keepdims=True) + 1
     everything = total <= p
-    last, mass = _crossing(probabilities, bits, ops.where(everything, 0.0, p))
+    last, mass = _crossing(probabilities, bits, ops.where(everything, 0.0, p), total, bounds)
     # Summed in another order than the total, the crossing's mass may exceed it by a last
     # bit; a target at or above the total would find no token (-1).
     mass = ops.minimum(ops.where(everything, total, mass), total)
-    token, through = _crossing(probabilities, bits, uniform * mass)
+    token, through = _crossing(probabilities, bits, uniform * mass, total, bounds)
     # Never past the nucleus, whatever the rounding.
     past = ops.squeeze((through > mass) & ~everything, axis=-1)
     return ops.where(past | (token < 0), last, token)
@@ -151,9 +194,10 @@ class ExactTopPSampler(keras_hub.samplers.TopPSampler):
       p: the nucleus's mass, in (0, 1].
       k: as keras_hub's: only the top `k` tokens may be drawn (None: any token).
       seed: the random seed.
-      candidates: tokens sorted every step; the fallback only for steps where a row's
-        nucleus does not fit in them. Changes the speed, not the tokens (but for
-        rounding, see the module's docstring).
+      candidates: tokens sorted in a step unless a row has no token of at least
+        p / candidates; the fallback only for steps where a row's nucleus does not fit
+        in them. Changes the speed, not the tokens (but for rounding, see the module's
+        docstring).
     """
 
     def __init__(
@@ -183,14 +227,23 @@ class ExactTopPSampler(keras_hub.samplers.TopPSampler):
 
         if head == limit:
             return fallback()
-        cumulative, indices = _top(probabilities, head, head)
-        # A row's nucleus fits in its candidates once their mass exceeds p.
-        fits = ops.any(cumulative > self.p, axis=-1)
-        return ops.cond(
-            ops.all(fits),
-            lambda: _nucleus_draw(cumulative, indices, self.p, uniform),
-            fallback,
-        )
+
+        def candidates_draw():
+            cumulative, indices = _top(probabilities, head, head)
+            # A row's nucleus fits in its candidates once their mass exceeds p.
+            fits = ops.any(cumulative > self.p, axis=-1)
+            return ops.cond(
+                ops.all(fits),
+                lambda: _nucleus_draw(cumulative, indices, self.p, uniform),
+                fallback,
+            )
+
+        # A row none of whose tokens holds p / head has candidates of less than p, their
+        # sum's rounding included (2**-10 covers it up to 2**13 candidates): the step
+        # falls back, without their top_k (a third of the sampler's near-flat step).
+        # `any` of a comparison, not a max: a float max over 16 x 5,000 cost 80 us (JAX, CPU).
+        hopeless = ~ops.any(probabilities >= self.p * (1 - 2**-10) / head, axis=-1)
+        return ops.cond(ops.any(hopeless), fallback, candidates_draw)
 
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "candidates": self.candidates}
