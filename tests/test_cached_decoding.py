@@ -86,6 +86,19 @@ def _reference_greedy_continuation(model, prompts, length):
     return ids
 
 
+def _often_ending_model():
+    """Random weights whose [PAD] logit is pushed up: texts end after a few tokens, and
+    beam search goes on scoring the beams that ended (a generated [PAD] in the cache)."""
+    model = _random_model(3)
+    model.name = "often_ending"
+    kernel, bias = model.get_layer("logits").get_weights()
+    bias[PAD_ID] = 2.0
+    model.get_layer("logits").set_weights([kernel, bias])
+    ids = CachedGenerator(model, BOS, 24).generate_from(make_sampler("greedy", {}, 0), _prompts_of_three_lengths(25))
+    assert (ids[:, 6:] == PAD_ID).any(), "no text ended: pick another bias"
+    return model
+
+
 def _prompts_of_three_lengths(length):
     prompts = bos_prompts(BOS, 3, length)
     prompts[1, 1:3] = [17, 40]
@@ -99,14 +112,16 @@ def check_beam_and_contrastive_give_the_reference_s_tokens() -> None:
     reference's uncached method: the same tokens, prompts of three lengths, a random and
     a trained model; with `return_all_beams`, every beam and its log-probability.
     Module-level so that the JAX test can run it in a child process."""
-    for model in (_random_model(), _trained_model()):
+    for model in (_random_model(), _trained_model(), _often_ending_model()):
         prompts = _prompts_of_three_lengths(25)
         cached, uncached = CachedGenerator(model, BOS, 24), UncachedGenerator(model, BOS, 24)
         for name, params, theirs in [
-            ("beam", {"num_beams": 4}, keras_hub.samplers.BeamSampler(num_beams=4)),
+            ("beam", {"num_beams": 3}, keras_hub.samplers.BeamSampler(num_beams=3)),
             ("contrastive", {"k": 3, "alpha": 0.6}, keras_hub.samplers.ContrastiveSampler(k=3, alpha=0.6)),
         ]:
             ours = cached.generate_from(make_sampler(name, params, 0), prompts)
+            if keras.backend.backend() == "jax" and model.name == "often_ending":
+                continue  # the uncached JAX method mis-scores texts with [PAD]s: rescored below
             np.testing.assert_array_equal(ours, uncached.generate_from(theirs, prompts), err_msg=name)
         all_beams = {}
         for sampler in (CacheReorderingBeamSampler(4, return_all_beams=True), keras_hub.samplers.BeamSampler(4, True)):
@@ -115,6 +130,18 @@ def check_beam_and_contrastive_give_the_reference_s_tokens() -> None:
         (ours_ids, ours_scores), (their_ids, their_scores) = all_beams.values()
         np.testing.assert_array_equal(ours_ids, their_ids)
         np.testing.assert_allclose(ours_scores, their_scores, rtol=1e-6)
+        # A [BOS]-only prompt's beams score their texts' log-probability under the
+        # whole-window model (a longer prompt's forced tokens score the best candidate's).
+        np.testing.assert_allclose(ours_scores[0], _log_probability(model, ours_ids[0]), rtol=1e-5)
+
+
+def _log_probability(model, texts):
+    """Log-probability (N,) of each text's tokens after its first, each given the tokens
+    before it, by the model on the whole window."""
+    logits = keras.ops.convert_to_numpy(model(texts)).astype("float64")[:, :-1]
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    return np.take_along_axis(log_probs, texts[:, 1:, None], axis=-1).sum(axis=(1, 2))
 
 
 def test_beam_and_contrastive_give_the_reference_s_tokens_on_tensorflow():
@@ -147,7 +174,22 @@ def test_a_generated_pad_ends_the_row_and_the_rest_is_padding():
         np.testing.assert_array_equal(generator.generate(make_sampler("greedy", {}, 0), 2), bos_prompts(BOS, 2, 11))
 
 
-@pytest.mark.parametrize("bad", [np.zeros((1, 11), "int32"), bos_prompts(BOS, 1, 12), np.full((1, 11), 5, "int32")])
+def _with(prompt, position, token):
+    prompt = prompt.copy()
+    prompt[0, position] = token
+    return prompt
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((1, 11), "int32"),
+        bos_prompts(BOS, 1, 12),
+        np.full((1, 11), 5, "int32"),
+        _with(_with(bos_prompts(BOS, 1, 11), 1, 5), 3, 7),  # [BOS] 5 [PAD] 7: a [PAD] inside
+        _with(bos_prompts(BOS, 1, 11), 0, PAD_ID) + np.eye(1, 11, 1, dtype="int32") * 5,  # [PAD] first
+    ],
+)
 def test_prompts_that_leave_nothing_to_generate_or_do_not_fit_are_refused(bad):
     with pytest.raises(ValueError, match="prompts must be|every prompt must hold"):
         CachedGenerator(_random_model(), BOS, 10).generate_from(make_sampler("greedy", {}, 0), bad)
@@ -260,14 +302,15 @@ def test_a_bf16_model_decodes_at_batch_1():
     assert ids.shape == (1, 13)
 
 
-def test_a_decode_traced_for_any_batch_size_gives_the_same_tokens():
+@pytest.mark.parametrize("name, params", [("greedy", {}), ("beam", {"num_beams": 3}), ("contrastive", {"k": 3})])
+def test_a_decode_traced_for_any_batch_size_gives_the_same_tokens(name, params):
     """The serving signature traces the decode for any number of prompts (batch None):
     the batch-1 projections must be chosen from static shapes only (a symbolic one stopped
-    the Trainer's export)."""
+    the Trainer's export), and the samplers' loops need static shapes but the batch's."""
     import tensorflow as tf
 
     generator = CachedGenerator(_random_model(), BOS, 8)
-    sampler = make_sampler("greedy", {}, 0)
+    sampler = make_sampler(name, params, 0)
     decode = tf.function(
         lambda ids: generator._decode(sampler, ids, 1), input_signature=[tf.TensorSpec([None, 9], tf.int32)]
     )

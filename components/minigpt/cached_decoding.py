@@ -116,8 +116,9 @@ class CachedGenerator:
 
             x, kv = _decoder_step(layer, x, attend, row_kernels)
             candidates_kv.append(kv)
-        logits = ops.reshape(ops.cast(self._logits(x), "float32"), (batch_size, k, -1))
-        hidden = ops.reshape(ops.cast(x, "float32"), (batch_size, k, -1))
+        # Static last dimensions: the loop needs them when the batch size is not (serving).
+        logits = ops.reshape(ops.cast(self._logits(x), "float32"), (batch_size, k, self._logits.units))
+        hidden = ops.reshape(ops.cast(x, "float32"), (batch_size, k, self._embedding.embedding_dim))
 
         def keep(chosen):
             rows = ops.arange(batch_size, dtype="int32") * k + ops.cast(chosen, "int32")
@@ -228,7 +229,11 @@ class CachedGenerator:
             cache=cache,
             index=index,
             mask=prompt_mask,
-            stop_token_ids=END_TOKEN_IDS,
+            # Beam search goes on to the end, as the reference's does: beams that ended
+            # are still scored, and may be overtaken (stopping once every beam had a
+            # [PAD] picked other beams than the reference). The others stop once every
+            # row has ended: what follows an end is [PAD] in the output anyway.
+            stop_token_ids=None if isinstance(sampler, keras_hub.samplers.BeamSampler) else END_TOKEN_IDS,
             hidden_states=hidden,
             model=self._model,
         )
@@ -292,6 +297,9 @@ class CachedGenerator:
         index = int(lengths.min())
         if not 1 <= index < self.max_length:
             raise ValueError(f"every prompt must hold 1 to {self.max_length - 1} tokens, got {index}")
+        inner = np.arange(self.max_length)[None, :] < lengths[:, None]
+        if (token_ids[inner] == PAD_ID).any():
+            raise ValueError("prompts must be right-padded: [PAD] (id 0) only after a prompt's tokens")
         out = self._compiled_decode(sampler)(token_ids, np.int32(index))
         return pad_after_end(keras.ops.convert_to_numpy(out), lengths)
 

@@ -64,7 +64,9 @@ def _last_true(mask):
     return length - 1 - first_true(ops.flip(mask, axis=-1), length)
 
 
-# Our subclasses of keras_hub samplers: the same arguments and distribution, faster.
+# Our subclasses of keras_hub samplers: the same arguments and distribution (beam and
+# contrastive: the same tokens), faster; beam and contrastive only in the cached decoder,
+# which hands them its cache (elsewhere they run keras_hub's algorithm).
 FASTER_SAMPLERS = {
     "TopPSampler": ExactTopPSampler,
     "RandomSampler": InverseCdfRandomSampler,
