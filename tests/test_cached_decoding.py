@@ -144,6 +144,25 @@ def _log_probability(model, texts):
     return np.take_along_axis(log_probs, texts[:, 1:, None], axis=-1).sum(axis=(1, 2))
 
 
+@pytest.mark.parametrize("length", [15, 16, 17, 33])
+def test_reordering_the_cache_moves_every_position_written_so_far(length):
+    """`_reorder_cache` (beam search on JAX) gathers chunks of positions only once they
+    hold something: before `index` the cache must equal a whole gather, at every index,
+    chunk edges included."""
+    generator = CachedGenerator(_random_model(), BOS, length - 1)
+    rng = np.random.default_rng(0)
+    attendable = rng.random((6, length)) > 0.3
+    layers = tuple(tuple(rng.random((6, 3, length, 10)).astype("float32") for _ in range(2)) for _ in range(2))
+    rows = np.array([2, 2, 0, 5, 1, 3], "int32")
+    for index in range(1, length + 1):
+        moved = keras.tree.map_structure(
+            keras.ops.convert_to_numpy, generator._reorder_cache((attendable, layers), rows, index)
+        )
+        np.testing.assert_array_equal(moved[0], attendable[rows])
+        for got, want in zip(keras.tree.flatten(moved[1]), keras.tree.flatten(layers)):
+            np.testing.assert_array_equal(got[:, :, :index], want[rows][:, :, :index], err_msg=f"index {index}")
+
+
 def test_beam_and_contrastive_give_the_reference_s_tokens_on_tensorflow():
     check_beam_and_contrastive_give_the_reference_s_tokens()
 

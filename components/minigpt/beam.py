@@ -4,13 +4,15 @@ same arguments and same beams, without moving cache positions nothing has writte
 After each step beam search reorders its beams (each new beam continues some parent),
 and every beam's key/value cache must follow its parent. keras_hub's sampler gathers the
 whole cache, every position, at every step: for 16 prompts x 10 beams of the reference
-model that is 53 MB a step, copied by XLA on CPU at a few GB/s, the largest part of a
-JAX beam step (BENCHMARKS.md §5). At step i only the first i positions hold anything a
-later step reads; the others are written before they are attended to. So this sampler
-leaves the reordering to `reorder_cache(cache, rows, index)`, which the cached generator
-passes (`CachedGenerator._reorder_cache`: only the positions before `index`), and
-gathers the whole cache otherwise. Everything else is keras_hub's algorithm: the same
-candidates, log-probabilities and `top_k`, so the same beams (tested token for token).
+model that is 53 MB a step, copied by XLA on CPU at a few GB/s (BENCHMARKS.md §5). At
+step i only the first i positions hold anything a later step reads; the others are
+written before they are attended to. So this sampler leaves the reordering to
+`reorder_cache(cache, rows, index)`, which the cached generator passes on JAX
+(`CachedGenerator._reorder_cache`: only the positions before `index`), and otherwise
+takes whole rows (`take_rows`; on TensorFlow several times faster than keras_hub's
+`take_along_axis`: 8 vs 38 ms a gather of the batch-16 cache). Everything else is
+keras_hub's algorithm: the same candidates, log-probabilities and `top_k`, so the same
+beams (tested token for token).
 """
 
 from __future__ import annotations

@@ -159,8 +159,9 @@ class CachedGenerator:
 
         Each layer's keys and values are tensors of their own, heads before positions:
         XLA on CPU copied a slice of one stacked tensor, and keys laid out as (B, S,
-        heads, head_dim), at every layer and step (JAX, a 160-row beam step's attention:
-        16.8 -> 2.3 ms, BENCHMARKS.md §5)."""
+        heads, head_dim), at every layer and step. Greedy at batch 16, the code before
+        and after in one session: TensorFlow 14,845 -> 20,199 tokens/s, JAX 8,366 ->
+        11,572 (BENCHMARKS.md §5, 2026-12-01)."""
         decoder = self._decoders[0]
         shape = [batch_size, decoder.num_heads, length, self._head_dim]
         layers = tuple((ops.zeros(shape, "float32"), ops.zeros(shape, "float32")) for _ in self._decoders)
@@ -171,7 +172,11 @@ class CachedGenerator:
         """`cache` with its rows in the order `rows`, right at the positions before
         `index`: each layer's keys and values are gathered in chunks of `REORDER_CHUNK`
         positions, each only once `index` reaches it (`ops.cond`: a branch, not both).
-        On average half the cache a step (JAX, beam-10 at batch 16: BENCHMARKS.md §5)."""
+
+        For JAX only: against the whole-row `take` of `beam.take_rows` in the same
+        process, beam-10 went 853-880 -> 1,044-1,086 tokens/s at batch 1 and 1,097-1,117
+        -> 1,158-1,195 at batch 16, while XLA's conditionals on TensorFlow halved batch
+        16 (1,243-1,251 -> 634-653), which keeps the whole take (BENCHMARKS.md §5)."""
         attendable, layers = cache
 
         def take_written(tensor):  # (rows, heads, positions, head_dim)
@@ -218,8 +223,8 @@ class CachedGenerator:
         # Beam search leaves the cache's reordering to us (only the positions written so
         # far), contrastive search the scoring of its candidates (on their row's cache).
         hooks = {}
-        if isinstance(sampler, CacheReorderingBeamSampler):
-            hooks["reorder_cache"] = self._reorder_cache
+        if isinstance(sampler, CacheReorderingBeamSampler) and keras.backend.backend() == "jax":
+            hooks["reorder_cache"] = self._reorder_cache  # TensorFlow: the sampler's whole-row take
         if isinstance(sampler, SharedCacheContrastiveSampler):
             hooks["score_candidates"] = lambda *args: self._score_candidates(*args, row_kernels)
         return sampler(
@@ -341,8 +346,9 @@ def _decoder_step(layer, x, attend, row_kernels):
 
     keras_hub's layer, given its slice of the cache, stacks its keys and values into a
     new one that the caller stacks back: copies of the whole cache at every layer and
-    step. Here one in-place update per tensor, the same arithmetic (beam-10 at batch 1
-    on TensorFlow: 447 -> 600 tokens/s, same tokens, BENCHMARKS.md §5).
+    step. Here one in-place update per tensor, the same arithmetic (measured with the
+    earlier, stacked cache: beam-10 at batch 1 on TensorFlow 447 -> 600 tokens/s, same
+    tokens, BENCHMARKS.md §5).
     """
     attention = layer._self_attention_layer
 
