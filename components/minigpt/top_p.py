@@ -23,7 +23,11 @@ lower index first among equal probabilities) and their cumulative sums are the s
 prefix. The sort-free fallback finds the same tokens (tested against the full sort,
 ties included) from masses summed in another order: a draw within a rounding error of
 the boundary between two tokens' cumulative masses may give the neighbouring token
-(none did in the tests' draws).
+(none did in the tests' draws). Likewise where p itself lies within a rounding error of
+a running mass, which takes exact ties: for ten tokens of 0.1 and p = 0.7 the fallback's
+7 x 0.1 rounds to 0.69999999, not above p, where keras_hub's running sum gives
+0.70000005, so its nucleus keeps an eighth token that keras_hub's does not, and that
+row's draws change (found in review; a sort-free sum cannot round as a sorted one does).
 
 The distribution is keras_hub's: the same nucleus (sorted tokens up to and including
 the first whose cumulative mass exceeds p; all of them if none does), renormalized.
