@@ -31,6 +31,9 @@ from components.minigpt.contrastive import SharedCacheContrastiveSampler
 from components.minigpt.decoding import END_TOKEN_IDS, bos_prompts, pad_after_end, prompt_lengths
 from components.minigpt.model import LOGITS_LAYER, PAD_ID
 
+# A masked attention score: Keras' `ops.dot_product_attention` uses -0.7 x the dtype's largest.
+MASKED_SCORE = -0.7 * float(np.finfo("float32").max)
+
 # Positions per gather when beam search reorders the cache (`_reorder_cache`).
 REORDER_CHUNK = 16
 
@@ -378,7 +381,7 @@ def _attend(query, keys, values, mask, scale):
     cache is float32 too (XLA on CPU could not compile these dots in bf16, and the
     softmax is float32 in Keras' function as well)."""
     scores = ops.einsum("bhtk,bhsk->bhts", query, keys) * scale
-    scores = ops.where(mask, scores, -0.7 * float(np.finfo("float32").max))
+    scores = ops.where(mask, scores, MASKED_SCORE)
     return ops.einsum("bhts,bhsk->bthk", ops.softmax(scores, axis=-1), values)
 
 
@@ -394,9 +397,8 @@ def _attend_candidates(query, new_keys, new_values, keys, values, before, itself
         return ops.reshape(tensor, (batch_size, k, heads, head_dim))
 
     query, new_keys, new_values = per_row(query), per_row(new_keys), per_row(new_values)
-    masked = -0.7 * float(np.finfo("float32").max)
-    on_cache = ops.where(before[:, None, None, :], ops.einsum("bchk,bhsk->bchs", query, keys) * scale, masked)
-    on_itself = ops.where(itself[:, :, None], ops.sum(query * new_keys, axis=-1) * scale, masked)
+    on_cache = ops.where(before[:, None, None, :], ops.einsum("bchk,bhsk->bchs", query, keys) * scale, MASKED_SCORE)
+    on_itself = ops.where(itself[:, :, None], ops.sum(query * new_keys, axis=-1) * scale, MASKED_SCORE)
     weights = ops.softmax(ops.concatenate([on_cache, on_itself[..., None]], axis=-1), axis=-1)
     attended = ops.einsum("bchs,bhsk->bchk", weights[..., :-1], values) + weights[..., -1:] * new_values
     return ops.reshape(attended, (batch_size * k, 1, heads, head_dim))
