@@ -7,7 +7,13 @@ import pytest
 
 from components.minigpt.beam import CacheReorderingBeamSampler
 from components.minigpt.cached_decoding import CachedGenerator
-from components.minigpt.decoding import InverseCdfRandomSampler, UncachedGenerator, bos_prompts, make_sampler
+from components.minigpt.decoding import (
+    FirstMaxGreedySampler,
+    InverseCdfRandomSampler,
+    UncachedGenerator,
+    bos_prompts,
+    make_sampler,
+)
 from components.minigpt.model import PAD_ID, GPTConfig, build_model
 from tests.conftest import run_on_jax
 from tests.test_top_p import decode_table
@@ -310,6 +316,35 @@ def test_random_draws_follow_the_probabilities_on_tensorflow():
 def test_random_draws_follow_the_probabilities_on_jax():
     check = "from tests.test_cached_decoding import check_random_draws_follow_the_probabilities as c; c()"
     run_on_jax(check)
+
+
+def check_greedy_picks_keras_hubs_tokens() -> None:
+    """Ours (the first position equal to the row's largest probability) against keras_hub's
+    `argmax`, compiled in the samplers' loop: random rows, rows whose largest value is
+    tied at several positions (the first wins), a row of equal values, and a NaN row,
+    which ours ends with [PAD]. Module-level so that the JAX test can run it in a child."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(12, 6, 300)).astype("float32")
+    for step in range(12):
+        tied = rng.choice(300, size=1 + step % 4, replace=False)
+        logits[step, 1, tied] = 9.0  # the largest, at 1 to 4 positions
+    logits[:, 2] = 0.5  # every token equal: the first one
+    greedy = make_sampler("greedy", {}, 0)
+    assert isinstance(greedy, FirstMaxGreedySampler)
+    ours, theirs = decode_table(greedy, logits), decode_table(keras_hub.samplers.GreedySampler(), logits)
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(ours[1], [min(np.flatnonzero(row == 9.0)) for row in logits[:, 1]])
+    assert (ours[2] == 0).all()
+    logits[:, 3, 7] = np.nan
+    assert (decode_table(greedy, logits)[3] == PAD_ID).all()
+
+
+def test_greedy_picks_keras_hubs_tokens_on_tensorflow():
+    check_greedy_picks_keras_hubs_tokens()
+
+
+def test_greedy_picks_keras_hubs_tokens_on_jax():
+    run_on_jax("from tests.test_cached_decoding import check_greedy_picks_keras_hubs_tokens as c; c()")
 
 
 def test_a_bf16_model_decodes_at_batch_1():

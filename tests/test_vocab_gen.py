@@ -1,6 +1,7 @@
 """VocabGen: the Beam job must give keras_nlp's vocabulary, token for token."""
 
 import collections
+import json
 import os
 
 import apache_beam as beam
@@ -17,7 +18,7 @@ from components.vocab_gen import executor
 from components.vocab_gen.component import VocabGen
 from components.vocab_gen.wordpiece import ComputeVocabulary, learn_vocabulary, pretokenize_lines
 from pipeline.corpus import EMBEDDED_CORPUS_DIR
-from tests.conftest import TINY_CORPUS, read_long_lines, register_champion, write_examples
+from tests.conftest import REPO_ROOT, TINY_CORPUS, read_long_lines, register_champion, write_examples
 
 RESERVED = ["[PAD]", "[UNK]", "[BOS]"]
 AWKWARD_CORPUS = os.path.join(os.path.dirname(__file__), "data", "awkward_corpus.txt")
@@ -155,3 +156,73 @@ def test_a_worker_hands_on_its_counts_past_the_word_limit(monkeypatch):
     with test_pipeline.TestPipeline() as p:
         vocab = p | beam.Create(lines) | ComputeVocabulary(300, True, RESERVED)
         assert_that(vocab, equal_to([expected]))
+
+
+@pytest.mark.parametrize("parts", [1, 7])
+def test_the_vocabulary_does_not_depend_on_how_many_parts_counts_travel_in(monkeypatch, parts):
+    """Word counts cross the job's steps as WORD_PARTS dicts; one part (every word in it)
+    or several that hold a word's count in one only, the same vocabulary."""
+    from components.vocab_gen import wordpiece
+
+    monkeypatch.setattr(wordpiece, "WORD_PARTS", parts)
+    monkeypatch.setattr(wordpiece, "MAX_WORDS_IN_BUNDLE", 50)  # and each bundle's counts in pieces
+    lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
+    counts = collections.Counter(w.decode() for w in pretokenize_lines(lines, lowercase=True))
+    assert {wordpiece.word_part(w) for w in counts} == set(range(parts))
+    with test_pipeline.TestPipeline() as p:
+        vocab = p | beam.Create(lines) | ComputeVocabulary(300, True, RESERVED)
+        assert_that(vocab, equal_to([keras_nlp_vocabulary(lines, 300)]))
+
+
+def test_a_words_part_is_the_same_in_every_worker_process():
+    """Workers are processes, and Python's own `hash` of a str differs between them: a
+    word counted by two workers must travel in the same part from both."""
+    import subprocess
+    import sys
+
+    from components.vocab_gen import wordpiece
+
+    words = ["the", "The", "naïve", "東京", "##", "a" * 60]
+    script = "import json, sys; from components.vocab_gen import wordpiece; "
+    script += "print(json.dumps([wordpiece.word_part(w) for w in json.loads(sys.argv[1])]))"
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(words)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(out.stdout) == [wordpiece.word_part(w) for w in words]
+
+
+def test_the_most_frequent_words_whatever_the_bundles_and_merges(monkeypatch):
+    """`_MostFrequentFn` as Beam may run it: inputs split over accumulators at random,
+    accumulators merged in any grouping (several levels, single ones), cut early once
+    past twice the limit: always the `MAX_INPUT_TOKENS` highest counts, ties alphabetical."""
+    import random
+
+    from components.vocab_gen import learner, wordpiece
+
+    monkeypatch.setattr(learner, "MAX_INPUT_TOKENS", 37)
+    rng = random.Random(0)
+    words = [(f"w{i:03d}", rng.choice([1, 2, 3, 5, 8])) for i in range(300)]  # many ties at the cut
+    expected = sorted(words, key=lambda wc: (-wc[1], wc[0]))[:37]
+    combine = wordpiece._MostFrequentFn()
+    for _ in range(30):
+        rng.shuffle(words)
+        cuts = sorted(rng.sample(range(1, len(words)), rng.randint(1, 12)))
+        parts = [words[i:j] for i, j in zip([0, *cuts], [*cuts, len(words)])]
+        accumulators = []
+        for part in parts:
+            acc = combine.create_accumulator()
+            for piece in (part[: len(part) // 2], part[len(part) // 2 :]):
+                acc = combine.add_input(acc, list(piece))
+            accumulators.append(acc)
+        while len(accumulators) > 1:
+            split = rng.randint(1, len(accumulators))
+            accumulators = [combine.merge_accumulators(iter(accumulators[:split]))] + accumulators[split:]
+        result = combine.extract_output(combine.merge_accumulators(iter(accumulators)))
+        assert sorted(result, key=lambda wc: (-wc[1], wc[0])) == expected

@@ -10,8 +10,9 @@ result depends only on the word counts, so the vocabulary is the same token for 
 
 Pretokenizing is `pretokenizer` (keras_nlp's rules in plain Python, no TensorFlow: a
 worker process starts in a second, not in the 5-15 s a TensorFlow import takes), and
-each worker counts a whole bundle in one `Counter` before Beam sees a word: Beam then
-sums one (word, count) per distinct word and bundle instead of one per word.
+each worker counts a whole bundle in one `Counter` before Beam sees a word. The counts
+then travel as `WORD_PARTS` dicts, words spread over them by a hash, so Beam handles one
+element per part and flush of a worker's counts rather than one per distinct word.
 
 One documented difference: where more than 5 M distinct words survive the filters,
 tensorflow_text keeps the most frequent 5 M and, among words tied at the cut, the ones
@@ -22,6 +23,8 @@ result does not depend on which Beam worker read which file first.
 from __future__ import annotations
 
 import collections
+import heapq
+import zlib
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -64,9 +67,33 @@ def learn_vocabulary(
 # a bundle can be a whole shard, and a corpus millions of distinct words. ~100 bytes each.
 MAX_WORDS_IN_BUNDLE = 500_000
 
+# Word counts travel between the job's steps as this many parts, each part the words of
+# one hash value (`word_part`) and their counts in one dict (per part, a worker hands on
+# one dict each time it flushes its counts). As one Beam element per distinct word, each
+# of the 78 k distinct words of a 55 MB corpus paid Beam's per-element cost in four
+# steps (sum, statistics, filter, top): in memory, VocabGen took 7.1-7.4 s, now 5.5-5.9
+# (BENCHMARKS.md §6). The parts still spread the summing over workers.
+WORD_PARTS = 64
+
+WordCounts = Dict[str, int]
+
+
+def word_part(word: str) -> int:
+    """Which part a word's count travels in: the same in every worker process (Python's
+    own `hash` of a str differs between processes)."""
+    return zlib.crc32(word.encode("utf-8")) % WORD_PARTS
+
+
+def split_into_parts(counts: WordCounts) -> Iterable[Tuple[int, WordCounts]]:
+    """(part, {word: count}) for every part that holds a word of `counts`."""
+    parts: Dict[int, WordCounts] = collections.defaultdict(dict)
+    for word, count in counts.items():
+        parts[word_part(word)][word] = count
+    return parts.items()
+
 
 class _CountWordsInBundle(beam.DoFn):
-    """Lines -> (word, count in this bundle), emitted when the bundle ends."""
+    """Lines -> (part, {word: count in this bundle}), emitted when the bundle ends."""
 
     def __init__(self, lowercase: bool):
         self._lowercase = lowercase
@@ -76,23 +103,33 @@ class _CountWordsInBundle(beam.DoFn):
     def start_bundle(self) -> None:
         self._counter = pretokenizer.WordCounter(self._lowercase)
 
-    def process(self, line: bytes) -> Iterable[WordCount]:
+    def process(self, line: bytes) -> Iterable[Tuple[int, WordCounts]]:
         self._counter.add(line)
         self._progress.add()
         if self._counter.distinct_words > MAX_WORDS_IN_BUNDLE:  # bounds a worker's memory
-            yield from self._counter.counts().items()
+            yield from split_into_parts(self._counter.counts())
             self._counter = pretokenizer.WordCounter(self._lowercase)
 
     def finish_bundle(self) -> Iterable[window.WindowedValue]:
-        for word_count in self._counter.counts().items():
-            yield window.GlobalWindows.windowed_value(word_count)
+        for part in split_into_parts(self._counter.counts()):
+            yield window.GlobalWindows.windowed_value(part)
         self._counter = None
 
 
+def sum_counts(part: int, counts: Iterable[WordCounts]) -> WordCounts:
+    """One part's word counts from every bundle, summed (`part` is the grouping key)."""
+    del part
+    total: Dict[str, int] = {}
+    for bundle_counts in counts:
+        for word, count in bundle_counts.items():
+            total[word] = total.get(word, 0) + count
+    return total
+
+
 class _CorpusStatsFn(beam.CombineFn):
-    """Over every (word, count): the smallest and largest count (the learner's threshold
+    """Over every word's count: the smallest and largest count (the learner's threshold
     search bounds) and the character counts of the words the learner may keep (its
-    alphabet). Accumulator: (min, max, Counter of characters)."""
+    alphabet). Input: {word: count} parts. Accumulator: (min, max, Counter of characters)."""
 
     def __init__(self, reserved_tokens: Sequence[str]):
         self._reserved = frozenset(reserved_tokens)
@@ -100,13 +137,18 @@ class _CorpusStatsFn(beam.CombineFn):
     def create_accumulator(self):
         return None, None, collections.Counter()
 
-    def add_input(self, acc, word_count: WordCount):
+    def add_input(self, acc, counts: WordCounts):
         low, high, chars = acc
-        word, count = word_count
-        if _eligible(word, self._reserved):
-            for char in word:
-                chars[char] += count
-        return (count if low is None else min(low, count)), (count if high is None else max(high, count)), chars
+        if not counts:
+            return acc
+        for word, count in counts.items():
+            if _eligible(word, self._reserved):
+                for char in word:
+                    chars[char] += count
+        smallest, largest = min(counts.values()), max(counts.values())
+        if low is not None:
+            smallest, largest = min(low, smallest), max(high, largest)
+        return smallest, largest, chars
 
     def merge_accumulators(self, accumulators):
         lows, highs, merged = [], [], collections.Counter()
@@ -129,9 +171,47 @@ def _eligible(word: str, reserved: frozenset) -> bool:
     return len(word) <= learner.MAX_TOKEN_LENGTH and word not in reserved
 
 
-def _learnable(word_count: WordCount, stats: Optional[Dict], reserved: frozenset) -> bool:
-    word = word_count[0]
-    return stats is not None and _eligible(word, reserved) and all(c in stats["alphabet"] for c in word)
+def _learnable(counts: WordCounts, stats: Optional[Dict], reserved: frozenset) -> List[WordCount]:
+    """The (word, count)s of a part the learner may learn from."""
+    if stats is None:
+        return []
+    alphabet = stats["alphabet"]
+    return [
+        (word, count)
+        for word, count in counts.items()
+        if _eligible(word, reserved) and all(c in alphabet for c in word)
+    ]
+
+
+def _most_frequent(word_counts: List[WordCount], limit: int) -> List[WordCount]:
+    """The `limit` highest counts, ties alphabetical: the learner's own cut, made here so
+    that at most `limit` words reach its worker whatever order they arrive in."""
+    if len(word_counts) <= limit:
+        return word_counts
+    return heapq.nsmallest(limit, word_counts, key=lambda wc: (-wc[1], wc[0]))
+
+
+class _MostFrequentFn(beam.CombineFn):
+    """Lists of (word, count) -> the `learner.MAX_INPUT_TOKENS` most frequent words (read
+    when the pipeline runs, so tests can lower it). An accumulator is cut back to that
+    many whenever it passes twice as many: memory as `beam.combiners.Top`'s, and words
+    are distinct here (summed), so an early cut keeps the same words as a late one."""
+
+    def create_accumulator(self) -> List[WordCount]:
+        return []
+
+    def add_input(self, acc: List[WordCount], word_counts: List[WordCount]) -> List[WordCount]:
+        acc.extend(word_counts)
+        return _most_frequent(acc, learner.MAX_INPUT_TOKENS) if len(acc) > 2 * learner.MAX_INPUT_TOKENS else acc
+
+    def merge_accumulators(self, accumulators) -> List[WordCount]:
+        merged: List[WordCount] = []
+        for acc in accumulators:
+            merged = self.add_input(merged, acc)
+        return merged
+
+    def extract_output(self, acc: List[WordCount]) -> List[WordCount]:
+        return _most_frequent(acc, learner.MAX_INPUT_TOKENS)
 
 
 def _learn(words: List[WordCount], stats: Optional[Dict], vocabulary_size: int, reserved: Sequence[str]) -> List[str]:
@@ -149,16 +229,17 @@ def ComputeVocabulary(  # pylint: disable=invalid-name
     counts = (
         lines
         | "PretokenizeAndCount" >> beam.ParDo(_CountWordsInBundle(lowercase))
-        | "SumCounts" >> beam.CombinePerKey(sum)
+        # Grouped, not combined: Beam lifts a combiner into the counting worker, where its
+        # table of 64 keys would grow with every distinct word of the bundle and undo the
+        # MAX_WORDS_IN_BUNDLE bound. The counting DoFn has already summed its bundle.
+        | "GroupParts" >> beam.GroupByKey()
+        | "SumCounts" >> beam.MapTuple(sum_counts)
     )
     stats = counts | "CorpusStats" >> beam.CombineGlobally(_CorpusStatsFn(reserved_tokens))
     stats_side = beam.pvalue.AsSingleton(stats)
     return (
         counts
-        | "KeepLearnable" >> beam.Filter(_learnable, stats_side, reserved)
-        # The learner's own cut, done here so that at most 5 M words reach its worker:
-        # highest counts first, ties alphabetical (keys are compared smallest first).
-        | "MostFrequent"
-        >> beam.combiners.Top.Of(learner.MAX_INPUT_TOKENS, key=lambda wc: (-wc[1], wc[0]), reverse=True)
+        | "KeepLearnable" >> beam.Map(_learnable, stats_side, reserved)
+        | "MostFrequent" >> beam.CombineGlobally(_MostFrequentFn())
         | "Learn" >> beam.Map(_learn, stats_side, vocabulary_size, tuple(reserved_tokens))
     )
