@@ -17,9 +17,9 @@ and settings), batch by batch, in the same run:
 
 Both cached decoders start from a [BOS]-only prompt padded to 1 + `--tokens` and
 generate exactly `--tokens` tokens per row. Both get the same settings; keras-hub gets
-keras_hub's sampler classes, ours `decoding.make_sampler`'s: keras_hub's, except for
-top-p (`top_p.ExactTopPSampler`) and random (`decoding.InverseCdfRandomSampler`), the
-same distributions drawn faster.
+keras_hub's sampler classes, ours `decoding.make_sampler`'s: keras_hub's top-k, and
+subclasses of the others (`decoding.FASTER_SAMPLERS`): the same tokens faster (greedy,
+beam, contrastive), the same distributions drawn faster (top-p, random).
 
 Tokens/s counts generated tokens over all rows (beam search: the returned row per
 prompt, not each beam). Each cached decoder is timed after a first call that compiles

@@ -321,22 +321,24 @@ def test_random_draws_follow_the_probabilities_on_jax():
 def check_greedy_picks_keras_hubs_tokens() -> None:
     """Ours (the first position equal to the row's largest probability) against keras_hub's
     `argmax`, compiled in the samplers' loop: random rows, rows whose largest value is
-    tied at several positions (the first wins), a row of equal values, and a NaN row,
-    which ours ends with [PAD]. Module-level so that the JAX test can run it in a child."""
+    tied at several positions (the first wins), a row of equal values, and a row whose
+    two largest logits differ by less than the softmax resolves (their probabilities are
+    equal: the first wins, not the larger logit). Module-level so that the JAX test can
+    run it in a child process."""
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(12, 6, 300)).astype("float32")
     for step in range(12):
         tied = rng.choice(300, size=1 + step % 4, replace=False)
         logits[step, 1, tied] = 9.0  # the largest, at 1 to 4 positions
     logits[:, 2] = 0.5  # every token equal: the first one
+    logits[:, 3] = -30.0
+    logits[:, 3, 10], logits[:, 3, 20] = 0.0, 1e-9  # exp(-1e-9) rounds to 1: equal probabilities
     greedy = make_sampler("greedy", {}, 0)
     assert isinstance(greedy, FirstMaxGreedySampler)
     ours, theirs = decode_table(greedy, logits), decode_table(keras_hub.samplers.GreedySampler(), logits)
     np.testing.assert_array_equal(ours, theirs)
     np.testing.assert_array_equal(ours[1], [min(np.flatnonzero(row == 9.0)) for row in logits[:, 1]])
-    assert (ours[2] == 0).all()
-    logits[:, 3, 7] = np.nan
-    assert (decode_table(greedy, logits)[3] == PAD_ID).all()
+    assert (ours[2] == 0).all() and (ours[3] == 10).all()
 
 
 def test_greedy_picks_keras_hubs_tokens_on_tensorflow():

@@ -31,15 +31,22 @@ class FirstMaxGreedySampler(keras_hub.samplers.GreedySampler):
     as `argmax` picks it. Found as the first position equal to the row's largest
     probability: XLA on CPU compiles `argmax` as a reduction over (value, index) pairs,
     3.7 ms for 160 rows of 5,000 tokens on JAX against 1.2 ms for the max and the first
-    match (BENCHMARKS.md §5). A row with no finite largest value (NaN logits) gets [PAD],
-    which ends it."""
+    match (BENCHMARKS.md §5). Should a row have no position equal to its largest value
+    (the max and the comparison seeing the probabilities rounded apart, were a compiler
+    to compute them twice), the step takes `argmax` after all. Logits that are not
+    finite (a diverged model) give no defined token here, nor in keras_hub, whose
+    `argmax` picks differently on TensorFlow and JAX."""
 
     def get_next_token(self, probabilities):
         """Token ids (B,) for `probabilities` (B, V)."""
         vocabulary = ops.shape(probabilities)[-1]
         largest = ops.max(probabilities, axis=-1, keepdims=True)
         token = first_true(ops.equal(probabilities, largest), vocabulary)
-        return ops.where(token < vocabulary, token, PAD_ID)
+        return ops.cond(
+            ops.all(token < vocabulary),
+            lambda: token,
+            lambda: ops.cast(ops.argmax(probabilities, axis=-1), token.dtype),
+        )
 
 
 class InverseCdfRandomSampler(keras_hub.samplers.RandomSampler):

@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 
 import keras
-import keras_hub
 import tensorflow as tf
 
 from components.minigpt.cached_decoding import CachedGenerator
+from components.minigpt.decoding import make_sampler
 from components.minigpt.model import PAD_ID
 from components.minigpt.tokenizer import BOS, TextCodec
 
@@ -29,7 +29,7 @@ def add_generate_endpoint(archive: keras.export.ExportArchive, model: keras.Mode
     codec.tokenizer(["built"])  # a Keras layer is built by its first call; export needs it built
     archive.track(codec.tokenizer)
     generator = CachedGenerator(model, codec.bos_id, num_tokens)
-    sampler = keras_hub.samplers.GreedySampler()
+    sampler = make_sampler("greedy", {}, seed=0)  # the Evaluator's greedy
     length, max_prompt = num_tokens + 1, num_tokens // 2
 
     def generate(prompts):

@@ -72,7 +72,8 @@ MAX_WORDS_IN_BUNDLE = 500_000
 # one dict each time it flushes its counts). As one Beam element per distinct word, each
 # of the 78 k distinct words of a 55 MB corpus paid Beam's per-element cost in four
 # steps (sum, statistics, filter, top): in memory, VocabGen took 7.1-7.4 s, now 5.5-5.9
-# (BENCHMARKS.md §6). The parts still spread the summing over workers.
+# (BENCHMARKS.md §6). The parts still spread the summing over workers, up to 64 at a
+# time; a part holds 1/64 of the distinct words (1.5 M of a 100 M-word corpus).
 WORD_PARTS = 64
 
 WordCounts = Dict[str, int]
@@ -194,8 +195,9 @@ def _most_frequent(word_counts: List[WordCount], limit: int) -> List[WordCount]:
 class _MostFrequentFn(beam.CombineFn):
     """Lists of (word, count) -> the `learner.MAX_INPUT_TOKENS` most frequent words (read
     when the pipeline runs, so tests can lower it). An accumulator is cut back to that
-    many whenever it passes twice as many: memory as `beam.combiners.Top`'s, and words
-    are distinct here (summed), so an early cut keeps the same words as a late one."""
+    many whenever it passes twice as many (Beam's `Top` keeps a heap of that many: this
+    holds up to twice its memory, for a sort per cut instead of a heap push per word);
+    words are distinct here (summed), so an early cut keeps the same words as a late one."""
 
     def create_accumulator(self) -> List[WordCount]:
         return []
