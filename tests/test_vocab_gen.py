@@ -145,27 +145,15 @@ def test_beam_job_on_text_that_is_not_utf8_fails_with_a_message():
             _ = p | beam.Create([b"caf\xe9 au lait"]) | ComputeVocabulary(300, True, RESERVED)
 
 
-def test_a_worker_hands_on_its_counts_past_the_word_limit(monkeypatch):
-    """A bundle's words leave in parts once it holds MAX_WORDS_IN_BUNDLE distinct ones
-    (memory on a big shard); the parts sum to the same vocabulary."""
+@pytest.mark.parametrize("parts", [1, 7, 64])
+def test_counts_handed_on_past_the_word_limit_in_any_number_of_parts_give_the_same_vocabulary(monkeypatch, parts):
+    """A bundle's words leave in pieces once it holds MAX_WORDS_IN_BUNDLE distinct ones
+    (memory on a big shard), each piece as WORD_PARTS dicts (64, the default; 1: every
+    word in one; 7: a word's count in one of them only): the same vocabulary."""
     from components.vocab_gen import wordpiece
 
     monkeypatch.setattr(wordpiece, "MAX_WORDS_IN_BUNDLE", 50)
-    lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
-    expected = keras_nlp_vocabulary(lines, 300)
-    with test_pipeline.TestPipeline() as p:
-        vocab = p | beam.Create(lines) | ComputeVocabulary(300, True, RESERVED)
-        assert_that(vocab, equal_to([expected]))
-
-
-@pytest.mark.parametrize("parts", [1, 7])
-def test_the_vocabulary_does_not_depend_on_how_many_parts_counts_travel_in(monkeypatch, parts):
-    """Word counts cross the job's steps as WORD_PARTS dicts; one part (every word in it)
-    or several that hold a word's count in one only, the same vocabulary."""
-    from components.vocab_gen import wordpiece
-
     monkeypatch.setattr(wordpiece, "WORD_PARTS", parts)
-    monkeypatch.setattr(wordpiece, "MAX_WORDS_IN_BUNDLE", 50)  # and each bundle's counts in pieces
     lines = read_long_lines(os.path.join(TINY_CORPUS, "train.txt"))
     counts = collections.Counter(w.decode() for w in pretokenize_lines(lines, lowercase=True))
     assert {wordpiece.word_part(w) for w in counts} == set(range(parts))
